@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny BLOOM and tokenizer built in the test run (no network)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURE_TEXTS = [
+    "The movie was great and the actors were wonderful.",
+    "Le film était excellent et les acteurs étaient merveilleux.",
+    "La película fue excelente y los actores fueron maravillosos.",
+    "这部电影很好，演员们很棒。",
+    "Question: what is the capital of France? Answer: Paris",
+    "Translate to French: the red house. la maison rouge",
+    "def add(a, b):\n    return a + b",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A folder holding a saved tiny BLOOM (2 layers, 64 hidden, 4 heads) and its tokenizer."""
+    from bloomz_tune.tiny import save_tiny_bloom
+
+    return save_tiny_bloom(tmp_path_factory.mktemp("tiny_bloom"), FIXTURE_TEXTS, vocab_size=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture()
+def tiny_model(tiny_model_dir):
+    """A fresh fp32 copy of the tiny BLOOM for each test (tests may train it)."""
+    from transformers import AutoModelForCausalLM
+
+    import torch
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
