@@ -42,14 +42,16 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
 
 
 def load_model(name_or_path: str, dtype: str = "auto", revision: str | None = None,
-               trust_remote_code: bool = False, attn_implementation: str | None = None):
-    """A causal LM from the Hub or a local folder. Weights are read as safetensors only."""
+               trust_remote_code: bool = False, **config_overrides):
+    """A causal LM from the Hub or a local folder. Weights are read as safetensors only.
+
+    ``config_overrides`` replace config values (e.g. ``hidden_dropout=0.1``); None values are ignored.
+    """
     from transformers import AutoModelForCausalLM
 
     kwargs = dict(dtype=resolve_dtype(dtype), revision=revision, trust_remote_code=trust_remote_code,
                   use_safetensors=True)
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
+    kwargs.update({k: v for k, v in config_overrides.items() if v is not None})
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except OSError as err:

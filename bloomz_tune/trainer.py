@@ -1,0 +1,143 @@
+"""transformers' Trainer with BLOOMZ's loss, logits only at target positions, and a throughput log.
+
+The loss of an optimizer step is the sum of per-item losses over every micro-batch of the step on every
+process, divided by the item count of the whole step (samples for ``sample_mean``, target tokens for
+``token_mean``). The Trainer counts items before the step (``_get_num_items_in_batch``), so gradient
+accumulation and data parallelism give exactly the loss of one big batch.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+
+from .loss import batch_loss_sum, count_items
+
+
+def peak_memory_gb() -> float:
+    """Peak GPU memory allocated by torch, or, on CPU, the process's peak resident memory."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 2**30 if sys.platform == "darwin" else kb / 2**20
+
+
+class BloomzTrainer(Trainer):
+    """Trainer whose loss is ``loss.batch_loss_sum`` normalised over the whole optimizer step."""
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, loss_type: str = "sample_mean", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_type = loss_type
+        self._tokens = 0
+        self._targets = 0
+        self._since = time.perf_counter()
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
+        items = sum(count_items(b["labels"], b.get("segment_ids"), self.loss_type) for b in batch_samples)
+        items = torch.tensor(items, device=device)
+        if self.accelerator.num_processes > 1:
+            items = self.accelerator.gather(items).sum()
+        return items
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss_sum, items, n_targets = batch_loss_sum(model, inputs, self.loss_type)
+        if num_items_in_batch is None:
+            loss = loss_sum / max(items, 1)
+        else:
+            # Each process divides by the global count; DDP's gradient average then divides by the number of
+            # processes, which this factor undoes.
+            loss = loss_sum / num_items_in_batch.clamp(min=1) * self.accelerator.num_processes
+        if model.training:
+            self._tokens += int(inputs["attention_mask"].sum())
+            self._targets += n_targets
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs:
+            counts = torch.tensor([self._tokens, self._targets], dtype=torch.float64, device=self.args.device)
+            if self.accelerator.num_processes > 1:
+                counts = self.accelerator.reduce(counts, reduction="sum")
+            elapsed = max(time.perf_counter() - self._since, 1e-9)
+            logs["tokens_per_second"] = round(float(counts[0]) / elapsed, 1)
+            logs["target_tokens_per_second"] = round(float(counts[1]) / elapsed, 1)
+            logs["peak_memory_gb"] = round(peak_memory_gb(), 3)
+            self._tokens = self._targets = 0
+            self._since = time.perf_counter()
+        super().log(logs, start_time)
+
+
+def format_log_line(step: int, max_steps: int, logs: dict) -> str:
+    """The one fixed-format line printed per logging step."""
+    return (f"step {step:>6}/{max_steps} | loss {logs['loss']:.4f} | lr {logs.get('learning_rate', 0):.2e} | "
+            f"tok/s {logs.get('tokens_per_second', 0):,.0f} | target tok/s {logs.get('target_tokens_per_second', 0):,.0f}"
+            f" | peak mem {logs.get('peak_memory_gb', 0):.2f} GB")
+
+
+class LineProgressCallback(ProgressCallback):
+    """The progress bar, printing our fixed-format line instead of the raw log dict."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.write(format_log_line(state.global_step, state.max_steps, logs))
+
+
+class MetricsFileCallback(TrainerCallback):
+    """Appends one JSON object per logging step to ``metrics.jsonl`` (rank 0 only)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def training_arguments(recipe, checkpoint_dir: str | Path) -> TrainingArguments:
+    """transformers TrainingArguments from the recipe's training section."""
+    t = recipe.training
+    bf16 = t.bf16
+    if bf16 == "auto":
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not t.fp16
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        adam_epsilon=t.adam_epsilon,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_steps=t.max_steps,
+        num_train_epochs=t.num_train_epochs,
+        bf16=bool(bf16),
+        fp16=t.fp16,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        dataloader_num_workers=t.dataloader_num_workers,
+        report_to=list(t.report_to) or "none",
+        remove_unused_columns=False,
+        group_by_length=not recipe.data.packing,
+        length_column_name="length",
+        ddp_find_unused_parameters=False,
+    )
