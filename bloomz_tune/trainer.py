@@ -137,7 +137,7 @@ def training_arguments(recipe, checkpoint_dir: str | Path) -> TrainingArguments:
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=list(t.report_to) or "none",
         remove_unused_columns=False,
-        group_by_length=not recipe.data.packing,
+        train_sampling_strategy="random" if recipe.data.packing else "group_by_length",
         length_column_name="length",
         ddp_find_unused_parameters=False,
     )

@@ -1,0 +1,81 @@
+"""Training on a tiny BLOOM: the loss falls, LoRA changes only adapter weights, full fine-tuning changes the
+base, and gradient accumulation gives the same step as one big batch."""
+
+import json
+import random
+
+import pytest
+import torch
+from datasets import Dataset
+
+from bloomz_tune.data import PaddingCollator, tokenize_mixture
+from bloomz_tune.modeling import apply_lora, enable_selected_logits
+from bloomz_tune.recipe import recipe_from_dict
+from bloomz_tune.trainer import BloomzTrainer, MetricsFileCallback, training_arguments
+
+
+def _rows(n, seed=0):
+    rng = random.Random(seed)
+    words = {"positive": ["great", "wonderful", "superb"], "negative": ["awful", "boring", "terrible"]}
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["positive", "negative"])
+        rows.append({"inputs": f"Review: the film was {rng.choice(words[label])}. Sentiment:",
+                     "targets": label if rng.random() < 0.7 else f"{label}, clearly {label}"})
+    return Dataset.from_list(rows)
+
+
+def _train(model, tokenizer, tmp_path, **training):
+    data, _ = tokenize_mixture(_rows(64), tokenizer, max_length=64)
+    recipe = recipe_from_dict({"output_dir": str(tmp_path), "training": {
+        "learning_rate": 3e-3, "max_steps": 12, "per_device_train_batch_size": 8, "logging_steps": 2,
+        "bf16": False, "save_steps": 1000, **training}})
+    enable_selected_logits(model)
+    trainer = BloomzTrainer(model=model, args=training_arguments(recipe, tmp_path / "ckpt"), train_dataset=data,
+                            data_collator=PaddingCollator(tokenizer.pad_token_id),
+                            loss_type=recipe.training.loss_type)
+    trainer.add_callback(MetricsFileCallback(tmp_path / "metrics.jsonl"))
+    trainer.train()
+    return [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lora_changes_only_adapter_weights_and_loss_falls(tiny_model, tiny_tokenizer, tmp_path):
+    model = apply_lora(tiny_model, r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query_key_value"])
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    metrics = _train(model, tiny_tokenizer, tmp_path)
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    assert changed and all("lora_" in k for k in changed)
+    assert all(any(k.startswith(c.split("lora_")[0]) for c in changed) for k in before if "lora_B" in k)
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert losses[-1] < losses[0]
+    assert all(m["tokens_per_second"] > 0 and m["target_tokens_per_second"] > 0 for m in metrics if "loss" in m)
+
+
+def test_full_finetuning_changes_base_weights(tiny_model, tiny_tokenizer, tmp_path):
+    before = tiny_model.transformer.h[0].self_attention.query_key_value.weight.detach().clone()
+    _train(tiny_model, tiny_tokenizer, tmp_path, max_steps=2)
+    assert not torch.equal(before, tiny_model.transformer.h[0].self_attention.query_key_value.weight)
+
+
+@pytest.mark.parametrize("loss_type", ["sample_mean", "token_mean"])
+def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tiny_tokenizer, tmp_path, loss_type):
+    """4 micro-batches of 2 rows, accumulated, give the same update as one batch of 8 rows."""
+    from transformers import AutoModelForCausalLM
+
+    updated = []
+    for batch, accumulation in ((8, 1), (2, 4)):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        data, _ = tokenize_mixture(_rows(8, seed=1), tiny_tokenizer, max_length=64)
+        recipe = recipe_from_dict({"output_dir": str(tmp_path), "training": {
+            "learning_rate": 1e-2, "max_steps": 1, "per_device_train_batch_size": batch,
+            "gradient_accumulation_steps": accumulation, "bf16": False, "loss_type": loss_type,
+            "max_grad_norm": 1e9, "weight_decay": 0.0}})
+        args = training_arguments(recipe, tmp_path / "ckpt")
+        args.train_sampling_strategy = "sequential"
+        args.optim = "sgd"  # an update proportional to the gradient (Adam's first step is nearly its sign)
+        enable_selected_logits(model)
+        trainer = BloomzTrainer(model=model, args=args, train_dataset=data,
+                                data_collator=PaddingCollator(tiny_tokenizer.pad_token_id), loss_type=loss_type)
+        trainer.train()
+        updated.append(model.transformer.h[0].mlp.dense_h_to_4h.weight.detach().clone())
+    assert torch.allclose(updated[0], updated[1], atol=1e-7)
