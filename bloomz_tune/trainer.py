@@ -109,6 +109,9 @@ def training_arguments(recipe, checkpoint_dir: str | Path) -> TrainingArguments:
     bf16 = t.bf16
     if bf16 == "auto":
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not t.fp16
+    # transformers renamed gradient_checkpointing to activation_checkpointing; pass whichever this version has.
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+                     else "gradient_checkpointing")
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=t.learning_rate,
@@ -127,8 +130,8 @@ def training_arguments(recipe, checkpoint_dir: str | Path) -> TrainingArguments:
         num_train_epochs=t.num_train_epochs,
         bf16=bool(bf16),
         fp16=t.fp16,
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        **{checkpointing: t.gradient_checkpointing,
+           f"{checkpointing}_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None},
         logging_steps=t.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
