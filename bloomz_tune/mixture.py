@@ -43,11 +43,12 @@ import yaml
 from bloomz_tune import __version__
 from bloomz_tune.errors import BloomzTuneError, ConfigError
 from bloomz_tune.runtime import print0
-from bloomz_tune.templates import PromptTemplate, TemplateRenderError, load_templates
+from bloomz_tune.templates import PromptTemplate, RowFilter, TemplateRenderError, check_filter, load_templates
 
 # Bump when a change to this module changes the rows a spec builds (it is part of the fingerprint).
 BUILD_FORMAT_VERSION = "1"
 MAX_EXAMPLES_PER_DATASET_PROMPT = 100_000  # xmtf's cap per (dataset, prompt)
+ROWS_PER_PROCESS = 2000  # below this many rows per worker, a step runs in this process (workers cost ~1 s)
 COLUMNS = ["inputs", "targets", "language", "task", "source", "template", "choices"]
 DATASET_DIR = "dataset"
 DATASHEET_JSON = "datasheet.json"
@@ -137,6 +138,7 @@ class SourceSpec:
     weight: float = 1.0                        # resample this source's train rows by this factor
     streaming: bool = False                    # stream the source and read only what the caps need
     prompted: bool = False                     # rows already hold `inputs`/`targets` (published xP3 files)
+    filter: str | None = None                  # Jinja expression over a row; rows where it is false are left out
     label: str = ""                            # the `source` column; default: dataset or path (+ "/" + name)
     label_given: bool = field(default=False, repr=False, compare=False)
 
@@ -251,6 +253,9 @@ def _parse_source(i: int, raw: Any, spec_dir: Path | None, problems: list[str]) 
     if data_files is not None and not isinstance(data_files, (str, list, dict)):
         problems.append(f"{where}.data_files: must be a string, a list, or a mapping split -> files")
         ok = False
+    if raw.get("filter") is not None and check_filter(raw["filter"]):
+        problems.append(f"{where}.filter: {check_filter(raw['filter'])}")
+        ok = False
     prompted = raw.get("prompted", False) is True
     tfile = raw.get("template_file")
     if prompted and (tfile or templates):
@@ -266,6 +271,7 @@ def _parse_source(i: int, raw: Any, spec_dir: Path | None, problems: list[str]) 
         data_files=data_files, data_dir=raw.get("data_dir"), dataset=raw.get("dataset"), template_file=tfile,
         templates=templates, template_vars={k: v for k, v in tvars.items()}, cap=cap, weight=float(weight),
         streaming=raw.get("streaming", False), prompted=prompted, label=raw.get("label") or "",
+        filter=raw.get("filter"),
     )
     src.label_given = bool(src.label)
     if not src.label:
@@ -518,6 +524,13 @@ def _work_features():
                      "_ttok": Value("int32")})
 
 
+def output_features():
+    """The features of a built mixture's splits."""
+    from datasets import Features, List, Value
+
+    return Features({**{c: Value("string") for c in COLUMNS if c != "choices"}, "choices": List(Value("string"))})
+
+
 def _load_tokenizer(tokenizer):
     if tokenizer is None or not isinstance(tokenizer, (str, Path)):
         return tokenizer
@@ -601,7 +614,7 @@ def build_mixture(spec_or_path: MixtureSpec | str | Path, output_dir: str | Path
 
 def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, tokenizer, tok_name, progress):
     import datasets
-    from datasets import DatasetDict, concatenate_datasets
+    from datasets import Dataset, DatasetDict, concatenate_datasets
     from tqdm.auto import tqdm
 
     started = time.time()
@@ -626,6 +639,10 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
                 ds = _materialize_stream(ds, cap, work, f"stream{si}-{_stable_int(fingerprint, si, split):x}",
                                          spec.seed)
             columns = set(ds.column_names or [])
+            if src.filter:
+                for col in sorted(RowFilter(src.filter).variables() - columns):
+                    problems.append(f"sources[{si}] ({src.label}).filter: column {col!r} is missing from split "
+                                    f"{split!r} (columns: {', '.join(sorted(columns))})")
             for t in templates:
                 needed = {"inputs", "targets"} if t is None else t.variables() - set(src.template_vars)
                 for col in sorted(needed - columns):
@@ -636,6 +653,17 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
         loaded.append(splits)
     if problems:
         raise ConfigError(problems, spec.spec_path or spec.name)
+    filtered_out: dict[tuple[int, str], int] = {}
+    for si, src in enumerate(spec.sources):
+        if not src.filter:
+            continue
+        for k, (split, ds) in enumerate(loaded[si]):
+            before = len(ds)
+            ds = ds.filter(RowFilter(src.filter), num_proc=num_proc if num_proc > 1 and before >= ROWS_PER_PROCESS * num_proc else None,
+                           cache_file_name=str(work / f"filter{si}-{k}.arrow"), load_from_cache_file=False,
+                           new_fingerprint=f"{fingerprint}-filter{si}-{k}", desc=f"filter {src.label} [{split}]")
+            filtered_out[(si, split)] = before - len(ds)
+            loaded[si][k] = (split, ds)
 
     # 2. render each (source, split, template) on a seeded sample of at most `cap` rows
     parts: list[_Part] = []
@@ -658,7 +686,7 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
                     result = subset.map(
                         _render_batch, batched=True, batch_size=1000, with_indices=True,
                         remove_columns=subset.column_names, features=features,
-                        num_proc=num_proc if len(subset) >= 2000 * num_proc and num_proc > 1 else None,
+                        num_proc=num_proc if num_proc > 1 and len(subset) >= ROWS_PER_PROCESS * num_proc else None,
                         fn_kwargs=dict(template=template, language=src.language, prompt_language=spec.prompt_language,
                                        template_vars=src.template_vars, row_index=row_index, label=src.label,
                                        split=split, seed=spec.seed, val_fraction=spec.validation_fraction,
@@ -753,11 +781,16 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
                     fn_kwargs=dict(part_ids=part_ids[idx], meta=_part_meta(spec, parts)),
                     cache_file_name=str(work / f"{split_name}-meta.arrow"), load_from_cache_file=False,
                     new_fingerprint=f"{fingerprint}-{split_name}-meta", desc=f"label {split_name} rows")
-        splits[split_name] = ds.select_columns(COLUMNS)
-    DatasetDict(splits).save_to_disk(str(out / DATASET_DIR), num_proc=num_proc if num_proc > 1 else None)
+        splits[split_name] = ds.select_columns(COLUMNS) if len(ds) else Dataset.from_dict(
+            {c: [] for c in COLUMNS}, features=output_features())
+    # an empty split still gets one (empty) shard, so that it loads back
+    DatasetDict(splits).save_to_disk(str(out / DATASET_DIR), num_proc=num_proc if num_proc > 1 else None,
+                                     num_shards={k: 1 for k, v in splits.items() if len(v) == 0})
 
     sheet = _datasheet(spec, fingerprint, tok_name, parts, stats, dup_by_part, available, targets, warn_list,
                        time.time() - started)
+    sheet["processing"]["filtered_out"] = {f"{spec.sources[si].label} [{split}]": n
+                                           for (si, split), n in filtered_out.items()}
     (out / DATASHEET_JSON).write_text(json.dumps(sheet, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / DATASHEET_MD).write_text(datasheet_markdown(sheet), encoding="utf-8")
     _chart(sheet, out / CHART_PNG)
@@ -854,9 +887,11 @@ def datasheet_markdown(sheet: dict) -> str:
     out.append(f"- fingerprint: `{sheet['fingerprint']}` (spec `{sheet['spec_file']}`, seed {sheet['seed']})\n"
                f"- rows: {sheet['splits']['train']:,} train, {sheet['splits']['validation']:,} validation\n"
                f"- token counts: {('with ' + sheet['tokenizer']) if tok else 'not computed (no tokenizer given)'}\n"
-               f"- processing: {p['rows_read']:,} source rows read per template, {p['capped']:,} left out by caps, "
+               f"- processing: {p['rows_read']:,} (source row, template) pairs, {p['capped']:,} left out by caps, "
                f"{p['dropped_empty']:,} dropped (empty input or target), {p['deduplicated']:,} exact duplicates "
                f"dropped\n")
+    for where, n in (p.get("filtered_out") or {}).items():
+        out.append(f"- filter of {where}: {n:,} rows left out\n")
     if tok:
         t = sheet["tokens"]["train"]
         out.append(f"- train tokens: {t['input']:,} input, {t['target']:,} target (target + EOS)\n")

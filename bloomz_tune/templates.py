@@ -335,3 +335,33 @@ def select_templates(templates: list[PromptTemplate], names: list[str] | None) -
         return list(templates)
     by_name = {t.name: t for t in templates}
     return [by_name[n] for n in names]
+
+
+# -- row filters ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RowFilter:
+    """A Jinja expression over a row's columns (e.g. ``id.startswith('indonesian')``); rows where it is false
+    are left out. Evaluated in the same sandbox as the templates."""
+
+    expression: str
+
+    def variables(self) -> set[str]:
+        return jinja2.meta.find_undeclared_variables(_STRICT_ENV.parse("{{ " + self.expression + " }}")) - _BUILTIN_NAMES
+
+    def __call__(self, row: dict[str, Any]) -> bool:
+        try:
+            return bool(_STRICT_ENV.compile_expression(self.expression)(**row))
+        except jinja2.TemplateError as err:
+            raise TemplateRenderError(f"filter {self.expression!r}: {err}") from None
+
+
+def check_filter(expression: Any) -> str | None:
+    """None when ``expression`` is a valid filter expression, else the problem."""
+    if not isinstance(expression, str) or not expression.strip():
+        return "must be a Jinja expression over the row's columns, e.g. \"id.startswith('indonesian')\""
+    try:
+        _STRICT_ENV.compile_expression(expression)
+    except jinja2.TemplateSyntaxError as err:
+        return f"Jinja syntax error: {err.message}"
+    return None
