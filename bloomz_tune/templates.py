@@ -31,6 +31,7 @@ Try it::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -152,6 +153,10 @@ class PromptTemplate:
                     names |= jinja2.meta.find_undeclared_variables(env.parse(text))
         return names - _BUILTIN_NAMES
 
+    @functools.cached_property
+    def _required(self) -> frozenset[str]:
+        return frozenset(self.variables())
+
     def has_choices(self) -> bool:
         return self.answer_choices is not None
 
@@ -159,6 +164,11 @@ class PromptTemplate:
     def render(self, row: dict[str, Any], language: str | None = None, row_seed: int = 0
                ) -> tuple[str, str, list[str]]:
         """Render one row: (inputs, targets, choices). Raises TemplateRenderError naming the cause."""
+        if not self.promptsource:
+            missing = sorted(self._required - row.keys())
+            if missing:
+                raise TemplateRenderError(f"template {self.name!r} ({self.file}): column(s) "
+                                          f"{', '.join(map(repr, missing))} missing from the row")
         try:
             if self.promptsource:
                 return self._render_promptsource(row, row_seed)
