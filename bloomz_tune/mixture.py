@@ -479,7 +479,7 @@ def _row_hash(language: str, inputs: str, targets: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _render_batch(batch, indices, *, template, language, prompt_language, template_vars, row_index,
+def _render_batch(batch, indices, *, part, template, language, prompt_language, template_vars, row_index,
                   label, split, seed, val_fraction, tokenizer):
     columns = list(batch)
     out = {"inputs": [], "targets": [], "choices": [], "_hash": [], "_val": [], "_itok": [], "_ttok": []}
@@ -504,6 +504,7 @@ def _render_batch(batch, indices, *, template, language, prompt_language, templa
         out["_hash"].append(_row_hash(language, inputs, targets))
         out["_val"].append((key % 1_000_003) / 1_000_003 < val_fraction)
     n = len(out["inputs"])
+    out["_pid"] = [part] * n
     if tokenizer is not None and n:
         # What training sees: inputs as they are; targets with a leading space and an end-of-sequence token.
         ins = tokenizer(out["inputs"], add_special_tokens=False)["input_ids"]
@@ -521,7 +522,7 @@ def _work_features():
 
     return Features({"inputs": Value("string"), "targets": Value("string"), "choices": List(Value("string")),
                      "_hash": Value("int64"), "_val": Value("bool"), "_itok": Value("int32"),
-                     "_ttok": Value("int32")})
+                     "_ttok": Value("int32"), "_pid": Value("int32")})
 
 
 def output_features():
@@ -687,7 +688,7 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
                         _render_batch, batched=True, batch_size=1000, with_indices=True,
                         remove_columns=subset.column_names, features=features,
                         num_proc=num_proc if num_proc > 1 and len(subset) >= ROWS_PER_PROCESS * num_proc else None,
-                        fn_kwargs=dict(template=template, language=src.language, prompt_language=spec.prompt_language,
+                        fn_kwargs=dict(part=len(parts), template=template, language=src.language, prompt_language=spec.prompt_language,
                                        template_vars=src.template_vars, row_index=row_index, label=src.label,
                                        split=split, seed=spec.seed, val_fraction=spec.validation_fraction,
                                        tokenizer=tokenizer),
@@ -711,8 +712,7 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
         raise BloomzTuneError(f"mixture {spec.name!r} is empty: no source yielded a row "
                               f"(see the warnings above)")
     full = concatenate_datasets(rendered)
-    part_ids = np.repeat(np.array([i for i, p in enumerate(parts) if p.rendered], dtype=np.int32),
-                         [p.rendered for p in parts if p.rendered])
+    part_ids = full.data.column("_pid").to_numpy()
     part_source = np.array([p.source for p in parts], dtype=np.int32)
     langs = sorted({s.language for s in spec.sources})
     lang_of_source = np.array([langs.index(s.language) for s in spec.sources], dtype=np.int32)
@@ -771,16 +771,17 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
 
     # 6. the dataset: constant columns per part, then select, shuffle and save
     internal = ["_hash", "_val", "_itok", "_ttok"]
+    meta = _part_meta(spec, parts)
     splits = {}
     for split_name, idx in (("train", train_idx), ("validation", val_idx)):
+        procs = num_proc if num_proc > 1 and len(idx) >= ROWS_PER_PROCESS * num_proc else None
         ds = full.select(idx).remove_columns(internal)
-        ds = ds.flatten_indices(cache_file_name=str(work / f"{split_name}-flat.arrow"),
+        ds = ds.flatten_indices(cache_file_name=str(work / f"{split_name}-flat.arrow"), num_proc=procs,
                                 new_fingerprint=f"{fingerprint}-{split_name}-flat")
-        # indices of the flat copy are positions in idx; map back to rows of `full` for the part lookup
-        ds = ds.map(_add_meta_batch, batched=True, batch_size=10_000, with_indices=True,
-                    fn_kwargs=dict(part_ids=part_ids[idx], meta=_part_meta(spec, parts)),
-                    cache_file_name=str(work / f"{split_name}-meta.arrow"), load_from_cache_file=False,
-                    new_fingerprint=f"{fingerprint}-{split_name}-meta", desc=f"label {split_name} rows")
+        ds = ds.map(_add_meta_batch, batched=True, batch_size=10_000, remove_columns=["_pid"], num_proc=procs,
+                    fn_kwargs=dict(meta=meta), cache_file_name=str(work / f"{split_name}-meta.arrow"),
+                    load_from_cache_file=False, new_fingerprint=f"{fingerprint}-{split_name}-meta",
+                    desc=f"label {split_name} rows")
         splits[split_name] = ds.select_columns(COLUMNS) if len(ds) else Dataset.from_dict(
             {c: [] for c in COLUMNS}, features=output_features())
     # an empty split still gets one (empty) shard, so that it loads back
@@ -803,8 +804,8 @@ def _part_meta(spec: MixtureSpec, parts: list[_Part]) -> list[tuple[str, str, st
              p.template) for p in parts]
 
 
-def _add_meta_batch(batch, indices, *, part_ids, meta):
-    rows = [meta[p] for p in part_ids[np.asarray(indices, dtype=np.int64)]]
+def _add_meta_batch(batch, *, meta):
+    rows = [meta[p] for p in batch["_pid"]]
     return {"language": [r[0] for r in rows], "task": [r[1] for r in rows], "source": [r[2] for r in rows],
             "template": [r[3] for r in rows]}
 
