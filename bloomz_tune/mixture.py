@@ -12,7 +12,8 @@ From Python::
     built = prepare_mixture("data_mixtures/demo.yaml", cache_root="runs/mixtures")   # builds or reuses
     dsd = load_built_mixture(built)        # DatasetDict: train / validation
 
-The steps (BLOOMZ_FACTS.md section 1): load every source (Hub id or local folder, same code path), apply
+The spec's keys are the fields of ``MixtureSpec`` and ``SourceSpec`` below (each documented where defined);
+``data_mixtures/demo.yaml`` is a small complete example. The steps (BLOOMZ_FACTS.md section 1): load every source (Hub id or local folder, same code path), apply
 each of its prompt templates to a seeded sample of at most ``cap`` rows per (split, template), drop rows whose
 input or target renders empty, assign each *source example* to train or validation, drop exact duplicates
 per language, resample sources by ``weight`` and languages by ``language_weights``, shuffle, save.
@@ -42,7 +43,7 @@ import yaml
 
 from bloomz_tune import __version__
 from bloomz_tune.errors import BloomzTuneError, ConfigError
-from bloomz_tune.runtime import print0
+from bloomz_tune.runtime import is_main_process, print0
 from bloomz_tune.templates import PromptTemplate, RowFilter, TemplateRenderError, check_filter, load_templates
 
 # Bump when a change to this module changes the rows a spec builds (it is part of the fingerprint).
@@ -602,6 +603,11 @@ def build_mixture(spec_or_path: MixtureSpec | str | Path, output_dir: str | Path
     tmp = output_dir.parent / f".{output_dir.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    if not progress:
+        datasets.disable_progress_bars()
     try:
         _build_into(spec, tmp, fingerprint, max(1, int(num_proc)), _load_tokenizer(tokenizer), tok_name, progress)
         shutil.rmtree(tmp / "_work", ignore_errors=True)
@@ -610,26 +616,25 @@ def build_mixture(spec_or_path: MixtureSpec | str | Path, output_dir: str | Path
         os.replace(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if bars_were_on:
+            datasets.enable_progress_bars()
     return output_dir
 
 
 def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, tokenizer, tok_name, progress):
-    import datasets
     from datasets import Dataset, DatasetDict, concatenate_datasets
     from tqdm.auto import tqdm
 
     started = time.time()
     work = out / "_work"
     work.mkdir()
-    if not progress:
-        datasets.disable_progress_bars()
     print0(f"mixture {spec.name}: {len(spec.sources)} sources, fingerprint {fingerprint}")
 
     # 1. load every source split and check template columns up front (all problems at once)
     loaded: list[list[tuple[str, Any]]] = []
     templates_of: list[list[PromptTemplate | None]] = []
     problems: list[str] = []
-    for si, src in enumerate(tqdm(spec.sources, desc="load sources", disable=not progress)):
+    for si, src in enumerate(tqdm(spec.sources, desc="load sources", disable=not progress or not is_main_process())):
         templates = source_templates(spec, src)
         templates_of.append(templates)
         splits = []
