@@ -301,3 +301,19 @@ def test_cli_build_and_show(tmp_path, capsys):
     assert "# Mixture datasheet: t" in shown and "### topic_classification" in shown and "choices:" in shown
     assert main(["build", str(spec), "--output", str(tmp_path / "out")]) == 2      # will not overwrite
     assert main(["show", str(tmp_path)]) == 2
+
+
+def test_native_prompt_wording_and_token_counts(tmp_path, tiny_tokenizer):
+    s = src(FIX / "imdb", "fr", "sentiment", TEMPLATES / "sentiment.yaml", name="plain_text",
+            templates=["review_then_question"])
+    out = build_mixture(write_spec(tmp_path, [s], prompt_language="native"), tmp_path / "out",
+                        tokenizer=tiny_tokenizer)
+    train = load_built_mixture(out)["train"]
+    assert set(train["targets"]) == {"positif", "négatif"} and all("L'auteur" in x for x in train["inputs"])
+    assert all(r == ["négatif", "positif"] for r in train["choices"])
+    sheet = read_datasheet(out)
+    expected = sum(len(tiny_tokenizer(x, add_special_tokens=False)["input_ids"]) for x in train["inputs"])
+    assert sheet["tokens"]["train"]["input"] == expected
+    assert sheet["tokens"]["train"]["target"] == sum(
+        len(tiny_tokenizer(" " + t, add_special_tokens=False)["input_ids"]) + 1 for t in train["targets"])
+    assert "input tokens" in (out / "datasheet.md").read_text()
