@@ -12,7 +12,8 @@ From Python::
     built = prepare_mixture("data_mixtures/demo.yaml", cache_root="runs/mixtures")   # builds or reuses
     dsd = load_built_mixture(built)        # DatasetDict: train / validation
 
-The steps (BLOOMZ_FACTS.md section 1): load every source (Hub id or local folder, same code path), apply
+The spec's keys are the fields of ``MixtureSpec`` and ``SourceSpec`` below (each documented where defined);
+``data_mixtures/demo.yaml`` is a small complete example. The steps (BLOOMZ_FACTS.md section 1): load every source (Hub id or local folder, same code path), apply
 each of its prompt templates to a seeded sample of at most ``cap`` rows per (split, template), drop rows whose
 input or target renders empty, assign each *source example* to train or validation, drop exact duplicates
 per language, resample sources by ``weight`` and languages by ``language_weights``, shuffle, save.
@@ -42,12 +43,13 @@ import yaml
 
 from bloomz_tune import __version__
 from bloomz_tune.errors import BloomzTuneError, ConfigError
-from bloomz_tune.runtime import print0
-from bloomz_tune.templates import PromptTemplate, TemplateRenderError, load_templates
+from bloomz_tune.runtime import is_main_process, print0
+from bloomz_tune.templates import PromptTemplate, RowFilter, TemplateRenderError, check_filter, load_templates
 
 # Bump when a change to this module changes the rows a spec builds (it is part of the fingerprint).
 BUILD_FORMAT_VERSION = "1"
 MAX_EXAMPLES_PER_DATASET_PROMPT = 100_000  # xmtf's cap per (dataset, prompt)
+ROWS_PER_PROCESS = 2000  # below this many rows per worker, a step runs in this process (workers cost ~1 s)
 COLUMNS = ["inputs", "targets", "language", "task", "source", "template", "choices"]
 DATASET_DIR = "dataset"
 DATASHEET_JSON = "datasheet.json"
@@ -137,6 +139,7 @@ class SourceSpec:
     weight: float = 1.0                        # resample this source's train rows by this factor
     streaming: bool = False                    # stream the source and read only what the caps need
     prompted: bool = False                     # rows already hold `inputs`/`targets` (published xP3 files)
+    filter: str | None = None                  # Jinja expression over a row; rows where it is false are left out
     label: str = ""                            # the `source` column; default: dataset or path (+ "/" + name)
     label_given: bool = field(default=False, repr=False, compare=False)
 
@@ -251,6 +254,9 @@ def _parse_source(i: int, raw: Any, spec_dir: Path | None, problems: list[str]) 
     if data_files is not None and not isinstance(data_files, (str, list, dict)):
         problems.append(f"{where}.data_files: must be a string, a list, or a mapping split -> files")
         ok = False
+    if raw.get("filter") is not None and check_filter(raw["filter"]):
+        problems.append(f"{where}.filter: {check_filter(raw['filter'])}")
+        ok = False
     prompted = raw.get("prompted", False) is True
     tfile = raw.get("template_file")
     if prompted and (tfile or templates):
@@ -266,6 +272,7 @@ def _parse_source(i: int, raw: Any, spec_dir: Path | None, problems: list[str]) 
         data_files=data_files, data_dir=raw.get("data_dir"), dataset=raw.get("dataset"), template_file=tfile,
         templates=templates, template_vars={k: v for k, v in tvars.items()}, cap=cap, weight=float(weight),
         streaming=raw.get("streaming", False), prompted=prompted, label=raw.get("label") or "",
+        filter=raw.get("filter"),
     )
     src.label_given = bool(src.label)
     if not src.label:
@@ -473,7 +480,7 @@ def _row_hash(language: str, inputs: str, targets: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _render_batch(batch, indices, *, template, language, prompt_language, template_vars, row_index,
+def _render_batch(batch, indices, *, part, template, language, prompt_language, template_vars, row_index,
                   label, split, seed, val_fraction, tokenizer):
     columns = list(batch)
     out = {"inputs": [], "targets": [], "choices": [], "_hash": [], "_val": [], "_itok": [], "_ttok": []}
@@ -498,6 +505,7 @@ def _render_batch(batch, indices, *, template, language, prompt_language, templa
         out["_hash"].append(_row_hash(language, inputs, targets))
         out["_val"].append((key % 1_000_003) / 1_000_003 < val_fraction)
     n = len(out["inputs"])
+    out["_pid"] = [part] * n
     if tokenizer is not None and n:
         # What training sees: inputs as they are; targets with a leading space and an end-of-sequence token.
         ins = tokenizer(out["inputs"], add_special_tokens=False)["input_ids"]
@@ -515,7 +523,14 @@ def _work_features():
 
     return Features({"inputs": Value("string"), "targets": Value("string"), "choices": List(Value("string")),
                      "_hash": Value("int64"), "_val": Value("bool"), "_itok": Value("int32"),
-                     "_ttok": Value("int32")})
+                     "_ttok": Value("int32"), "_pid": Value("int32")})
+
+
+def output_features():
+    """The features of a built mixture's splits."""
+    from datasets import Features, List, Value
+
+    return Features({**{c: Value("string") for c in COLUMNS if c != "choices"}, "choices": List(Value("string"))})
 
 
 def _load_tokenizer(tokenizer):
@@ -588,6 +603,11 @@ def build_mixture(spec_or_path: MixtureSpec | str | Path, output_dir: str | Path
     tmp = output_dir.parent / f".{output_dir.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    if not progress:
+        datasets.disable_progress_bars()
     try:
         _build_into(spec, tmp, fingerprint, max(1, int(num_proc)), _load_tokenizer(tokenizer), tok_name, progress)
         shutil.rmtree(tmp / "_work", ignore_errors=True)
@@ -596,26 +616,25 @@ def build_mixture(spec_or_path: MixtureSpec | str | Path, output_dir: str | Path
         os.replace(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if bars_were_on:
+            datasets.enable_progress_bars()
     return output_dir
 
 
 def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, tokenizer, tok_name, progress):
-    import datasets
-    from datasets import DatasetDict, concatenate_datasets
+    from datasets import Dataset, DatasetDict, concatenate_datasets
     from tqdm.auto import tqdm
 
     started = time.time()
     work = out / "_work"
     work.mkdir()
-    if not progress:
-        datasets.disable_progress_bars()
     print0(f"mixture {spec.name}: {len(spec.sources)} sources, fingerprint {fingerprint}")
 
     # 1. load every source split and check template columns up front (all problems at once)
     loaded: list[list[tuple[str, Any]]] = []
     templates_of: list[list[PromptTemplate | None]] = []
     problems: list[str] = []
-    for si, src in enumerate(tqdm(spec.sources, desc="load sources", disable=not progress)):
+    for si, src in enumerate(tqdm(spec.sources, desc="load sources", disable=not progress or not is_main_process())):
         templates = source_templates(spec, src)
         templates_of.append(templates)
         splits = []
@@ -626,6 +645,10 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
                 ds = _materialize_stream(ds, cap, work, f"stream{si}-{_stable_int(fingerprint, si, split):x}",
                                          spec.seed)
             columns = set(ds.column_names or [])
+            if src.filter:
+                for col in sorted(RowFilter(src.filter).variables() - columns):
+                    problems.append(f"sources[{si}] ({src.label}).filter: column {col!r} is missing from split "
+                                    f"{split!r} (columns: {', '.join(sorted(columns))})")
             for t in templates:
                 needed = {"inputs", "targets"} if t is None else t.variables() - set(src.template_vars)
                 for col in sorted(needed - columns):
@@ -636,6 +659,17 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
         loaded.append(splits)
     if problems:
         raise ConfigError(problems, spec.spec_path or spec.name)
+    filtered_out: dict[tuple[int, str], int] = {}
+    for si, src in enumerate(spec.sources):
+        if not src.filter:
+            continue
+        for k, (split, ds) in enumerate(loaded[si]):
+            before = len(ds)
+            ds = ds.filter(RowFilter(src.filter), num_proc=num_proc if num_proc > 1 and before >= ROWS_PER_PROCESS * num_proc else None,
+                           cache_file_name=str(work / f"filter{si}-{k}.arrow"), load_from_cache_file=False,
+                           new_fingerprint=f"{fingerprint}-filter{si}-{k}", desc=f"filter {src.label} [{split}]")
+            filtered_out[(si, split)] = before - len(ds)
+            loaded[si][k] = (split, ds)
 
     # 2. render each (source, split, template) on a seeded sample of at most `cap` rows
     parts: list[_Part] = []
@@ -658,8 +692,8 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
                     result = subset.map(
                         _render_batch, batched=True, batch_size=1000, with_indices=True,
                         remove_columns=subset.column_names, features=features,
-                        num_proc=num_proc if len(subset) >= 2000 * num_proc and num_proc > 1 else None,
-                        fn_kwargs=dict(template=template, language=src.language, prompt_language=spec.prompt_language,
+                        num_proc=num_proc if num_proc > 1 and len(subset) >= ROWS_PER_PROCESS * num_proc else None,
+                        fn_kwargs=dict(part=len(parts), template=template, language=src.language, prompt_language=spec.prompt_language,
                                        template_vars=src.template_vars, row_index=row_index, label=src.label,
                                        split=split, seed=spec.seed, val_fraction=spec.validation_fraction,
                                        tokenizer=tokenizer),
@@ -683,8 +717,7 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
         raise BloomzTuneError(f"mixture {spec.name!r} is empty: no source yielded a row "
                               f"(see the warnings above)")
     full = concatenate_datasets(rendered)
-    part_ids = np.repeat(np.array([i for i, p in enumerate(parts) if p.rendered], dtype=np.int32),
-                         [p.rendered for p in parts if p.rendered])
+    part_ids = full.data.column("_pid").to_numpy()
     part_source = np.array([p.source for p in parts], dtype=np.int32)
     langs = sorted({s.language for s in spec.sources})
     lang_of_source = np.array([langs.index(s.language) for s in spec.sources], dtype=np.int32)
@@ -743,21 +776,27 @@ def _build_into(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, t
 
     # 6. the dataset: constant columns per part, then select, shuffle and save
     internal = ["_hash", "_val", "_itok", "_ttok"]
+    meta = _part_meta(spec, parts)
     splits = {}
     for split_name, idx in (("train", train_idx), ("validation", val_idx)):
+        procs = num_proc if num_proc > 1 and len(idx) >= ROWS_PER_PROCESS * num_proc else None
         ds = full.select(idx).remove_columns(internal)
-        ds = ds.flatten_indices(cache_file_name=str(work / f"{split_name}-flat.arrow"),
+        ds = ds.flatten_indices(cache_file_name=str(work / f"{split_name}-flat.arrow"), num_proc=procs,
                                 new_fingerprint=f"{fingerprint}-{split_name}-flat")
-        # indices of the flat copy are positions in idx; map back to rows of `full` for the part lookup
-        ds = ds.map(_add_meta_batch, batched=True, batch_size=10_000, with_indices=True,
-                    fn_kwargs=dict(part_ids=part_ids[idx], meta=_part_meta(spec, parts)),
-                    cache_file_name=str(work / f"{split_name}-meta.arrow"), load_from_cache_file=False,
-                    new_fingerprint=f"{fingerprint}-{split_name}-meta", desc=f"label {split_name} rows")
-        splits[split_name] = ds.select_columns(COLUMNS)
-    DatasetDict(splits).save_to_disk(str(out / DATASET_DIR), num_proc=num_proc if num_proc > 1 else None)
+        ds = ds.map(_add_meta_batch, batched=True, batch_size=10_000, remove_columns=["_pid"], num_proc=procs,
+                    fn_kwargs=dict(meta=meta), cache_file_name=str(work / f"{split_name}-meta.arrow"),
+                    load_from_cache_file=False, new_fingerprint=f"{fingerprint}-{split_name}-meta",
+                    desc=f"label {split_name} rows")
+        splits[split_name] = ds.select_columns(COLUMNS) if len(ds) else Dataset.from_dict(
+            {c: [] for c in COLUMNS}, features=output_features())
+    # an empty split still gets one (empty) shard, so that it loads back
+    DatasetDict(splits).save_to_disk(str(out / DATASET_DIR), num_proc=num_proc if num_proc > 1 else None,
+                                     num_shards={k: 1 for k, v in splits.items() if len(v) == 0})
 
     sheet = _datasheet(spec, fingerprint, tok_name, parts, stats, dup_by_part, available, targets, warn_list,
                        time.time() - started)
+    sheet["processing"]["filtered_out"] = {f"{spec.sources[si].label} [{split}]": n
+                                           for (si, split), n in filtered_out.items()}
     (out / DATASHEET_JSON).write_text(json.dumps(sheet, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / DATASHEET_MD).write_text(datasheet_markdown(sheet), encoding="utf-8")
     _chart(sheet, out / CHART_PNG)
@@ -770,8 +809,8 @@ def _part_meta(spec: MixtureSpec, parts: list[_Part]) -> list[tuple[str, str, st
              p.template) for p in parts]
 
 
-def _add_meta_batch(batch, indices, *, part_ids, meta):
-    rows = [meta[p] for p in part_ids[np.asarray(indices, dtype=np.int64)]]
+def _add_meta_batch(batch, *, meta):
+    rows = [meta[p] for p in batch["_pid"]]
     return {"language": [r[0] for r in rows], "task": [r[1] for r in rows], "source": [r[2] for r in rows],
             "template": [r[3] for r in rows]}
 
@@ -854,9 +893,11 @@ def datasheet_markdown(sheet: dict) -> str:
     out.append(f"- fingerprint: `{sheet['fingerprint']}` (spec `{sheet['spec_file']}`, seed {sheet['seed']})\n"
                f"- rows: {sheet['splits']['train']:,} train, {sheet['splits']['validation']:,} validation\n"
                f"- token counts: {('with ' + sheet['tokenizer']) if tok else 'not computed (no tokenizer given)'}\n"
-               f"- processing: {p['rows_read']:,} source rows read per template, {p['capped']:,} left out by caps, "
+               f"- processing: {p['rows_read']:,} (source row, template) pairs, {p['capped']:,} left out by caps, "
                f"{p['dropped_empty']:,} dropped (empty input or target), {p['deduplicated']:,} exact duplicates "
                f"dropped\n")
+    for where, n in (p.get("filtered_out") or {}).items():
+        out.append(f"- filter of {where}: {n:,} rows left out\n")
     if tok:
         t = sheet["tokens"]["train"]
         out.append(f"- train tokens: {t['input']:,} input, {t['target']:,} target (target + EOS)\n")

@@ -1,0 +1,319 @@
+"""Mixture builds on fixture rows in the real schemas of public datasets, loaded from local folders through
+the same load_dataset code path as Hub ids (HF_HUB_OFFLINE=1, set in conftest)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bloomz_tune import mixture
+from bloomz_tune.errors import BloomzTuneError, ConfigError
+from bloomz_tune.mixture import (build_mixture, load_built_mixture, load_mixture_spec, main, mixture_fingerprint,
+                                 prepare_mixture, read_datasheet)
+
+REPO = Path(__file__).resolve().parents[1]
+FIX = REPO / "tests" / "fixtures" / "mixture"
+TEMPLATES = REPO / "data_mixtures" / "templates"
+
+
+def write_spec(tmp_path: Path, sources: list[dict], name: str = "t", **top) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "seed": 7, "validation_fraction": 0.0, **top, "sources": sources},
+                                   allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def src(path, language, task, template_file, **kw) -> dict:
+    return {"path": str(path), "language": language, "task": task, "template_file": str(template_file), **kw}
+
+
+def real_schema_sources() -> list[dict]:
+    return [
+        src(FIX / "xquad", "ar", "multilingual_qa", TEMPLATES / "squad.yaml", name="xquad.ar", splits=["validation"],
+            dataset="google/xquad", templates=["answer_from_passage", "question_first"]),
+        src(FIX / "xquad", "zh", "multilingual_qa", TEMPLATES / "squad.yaml", name="xquad.zh", splits=["validation"],
+            dataset="google/xquad", templates=["answer_from_passage"]),
+        src(FIX / "paws-x", "fr", "paraphrase", TEMPLATES / "paws.yaml", name="fr",
+            dataset="google-research-datasets/paws-x"),
+        src(FIX / "imdb", "en", "sentiment", TEMPLATES / "sentiment.yaml", name="plain_text",
+            dataset="stanfordnlp/imdb", templates=["question_then_review"]),
+        src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml", dataset="fancyzhx/ag_news",
+            templates=["which_section"]),
+        src(FIX / "tydiqa", "id", "multilingual_qa", TEMPLATES / "squad.yaml", name="secondary_task",
+            dataset="google-research-datasets/tydiqa", templates=["question_first"],
+            filter="id.startswith('indonesian')"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def real_build(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real")
+    spec = write_spec(tmp, real_schema_sources(), name="real")
+    return build_mixture(spec, tmp / "out")
+
+
+def rows(dsd) -> list[dict]:
+    return [r for split in ("train", "validation") for r in dsd[split]]
+
+
+def test_renders_every_real_schema(real_build):
+    all_rows = rows(load_built_mixture(real_build))
+    by_source = Counter(r["source"] for r in all_rows)
+    assert by_source == {
+        "google/xquad/xquad.ar": 6,            # 3 rows x 2 templates
+        "google/xquad/xquad.zh": 3,
+        "google-research-datasets/paws-x/fr": 4 + 4 + 2,  # generate_paraphrase renders only label-1 pairs
+        "stanfordnlp/imdb/plain_text": 5,      # 6 rows, one exact duplicate dropped
+        "fancyzhx/ag_news": 6,
+        "google-research-datasets/tydiqa/secondary_task": 2,  # the filter keeps the Indonesian rows
+    }
+    ar = [r for r in all_rows if r["source"] == "google/xquad/xquad.ar" and r["template"] == "question_first"]
+    assert any(r["targets"] == "القاهرة" and "ما هي عاصمة مصر؟" in r["inputs"] for r in ar)
+    news = [r for r in all_rows if r["task"] == "topic_classification"]
+    assert all(r["choices"] == ["world", "sports", "business", "science"] for r in news)
+    assert {r["targets"] for r in news if "striker" in r["inputs"]} == {"sports"}
+    assert {r["language"] for r in all_rows} == {"ar", "zh", "fr", "en", "id"}
+    assert all(r["choices"] == [] for r in all_rows if r["task"] == "multilingual_qa")
+    sheet = read_datasheet(real_build)
+    assert sheet["processing"]["dropped_empty"] == 2       # generate_paraphrase on the two non-paraphrase pairs
+    assert sheet["processing"]["deduplicated"] == 1
+    assert sheet["processing"]["filtered_out"] == {"google-research-datasets/tydiqa/secondary_task [train]": 2}
+    md = (real_build / "datasheet.md").read_text()
+    assert "| stanfordnlp/imdb/plain_text | train | question_then_review | 6 | 0 | 0 | 1 | 5 | 0 |" in md
+
+
+def test_cap_per_template_and_split(tmp_path):
+    spec = write_spec(tmp_path, [src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml",
+                                     cap=2)], cap=100)
+    out = build_mixture(spec, tmp_path / "out")
+    counts = Counter(r["template"] for r in rows(load_built_mixture(out)))
+    assert counts == {"which_section": 2, "topic_first": 2, "headline_about": 2}
+    assert read_datasheet(out)["processing"]["capped"] == 3 * (6 - 2)
+
+
+def _many_rows(folder: Path, language: str, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "train.jsonl").open("w") as f:
+        for i in range(n):
+            f.write(json.dumps({"text": f"{language} review number {i}", "label": i % 2}) + "\n")
+    return folder
+
+
+def test_language_sampling_follows_weights(tmp_path):
+    sources = [src(_many_rows(tmp_path / lang, lang, n), lang, "sentiment", TEMPLATES / "sentiment.yaml",
+                   templates=["question_then_review"])
+               for lang, n in (("en", 600), ("fr", 200), ("zh", 100))]
+    spec = write_spec(tmp_path, sources, language_weights={"en": 0.5, "fr": 0.3, "zh": 0.2}, total_examples=1000,
+                      validation_fraction=0.1)
+    out = build_mixture(spec, tmp_path / "out")
+    dsd = load_built_mixture(out)
+    shares = Counter(dsd["train"]["language"])
+    total = sum(shares.values())
+    assert total == 1000
+    for lang, w in (("en", 0.5), ("fr", 0.3), ("zh", 0.2)):
+        assert abs(shares[lang] / total - w) < 0.01
+    # zh (about 90 unique train rows) is upsampled by repetition, en is subsampled without repetition
+    zh = [r for r in dsd["train"]["inputs"] if "zh review" in r]
+    en = [r for r in dsd["train"]["inputs"] if "en review" in r]
+    assert len(set(zh)) < len(zh) and len(set(en)) == len(en)
+    # validation rows are never repeated, and no validation example appears in train
+    assert len(set(dsd["validation"]["inputs"])) == len(dsd["validation"])
+    assert not set(dsd["validation"]["inputs"]) & set(dsd["train"]["inputs"])
+    sampling = read_datasheet(out)["language_sampling"]
+    assert sampling["zh"]["target"] == 200 and sampling["zh"]["available"] < 100
+
+
+def test_source_weight_resamples(tmp_path):
+    folder = _many_rows(tmp_path / "en", "en", 50)
+    base = dict(templates=["question_then_review"])
+    spec = write_spec(tmp_path, [src(folder, "en", "sentiment", TEMPLATES / "sentiment.yaml", weight=2.0, **base)])
+    assert len(load_built_mixture(build_mixture(spec, tmp_path / "out"))["train"]) == 100
+
+
+def test_dedupe_toggle(tmp_path):
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"text": "same words", "label": 1}) + "\n" for _ in range(5)))
+    s = src(folder, "en", "sentiment", TEMPLATES / "sentiment.yaml", templates=["question_then_review"])
+    on = build_mixture(write_spec(tmp_path, [s], name="on"), tmp_path / "on")
+    off = build_mixture(write_spec(tmp_path, [s], name="off", dedupe=False), tmp_path / "off")
+    assert len(load_built_mixture(on)["train"]) == 1
+    assert read_datasheet(on)["processing"]["deduplicated"] == 4
+    assert len(load_built_mixture(off)["train"]) == 5
+
+
+def test_held_out_refused_unless_xp3all(tmp_path):
+    held = src(FIX / "xnli", "en", "nli", TEMPLATES / "paws.yaml", name="en")
+    by_id = src(FIX / "paws-x", "fr", "nli", TEMPLATES / "paws.yaml", name="fr", dataset="facebook/xnli")
+    with pytest.raises(ConfigError) as err:
+        load_mixture_spec(write_spec(tmp_path, [held, by_id]))
+    text = str(err.value)
+    assert "sources[0]" in text and "sources[1]" in text and "XNLI" in text and "include_held_out" in text
+    super_glue = {"path": "aps/super_glue", "name": "cb", "language": "en", "task": "nli",
+                  "template_file": str(TEMPLATES / "paws.yaml")}
+    wic = dict(super_glue, name="wic")
+    with pytest.raises(ConfigError, match="SuperGLUE CB"):
+        load_mixture_spec(write_spec(tmp_path, [super_glue]))
+    load_mixture_spec(write_spec(tmp_path, [wic]))      # super_glue/wic is a training task in xP3
+    ok = load_mixture_spec(write_spec(tmp_path, [held], include_held_out=True))
+    assert ok.include_held_out
+
+
+def test_deterministic_and_fingerprint(tmp_path):
+    sources = real_schema_sources()
+    a = write_spec(tmp_path, sources, name="a", validation_fraction=0.3)
+    (tmp_path / "b").mkdir()
+    b = write_spec(tmp_path / "b", sources, name="a", validation_fraction=0.3, seed=8)
+    fa, fa2, fb = (mixture_fingerprint(load_mixture_spec(p)) for p in (a, a, b))
+    assert fa == fa2 and fa != fb
+    one = load_built_mixture(build_mixture(a, tmp_path / "one"))
+    two = load_built_mixture(build_mixture(a, tmp_path / "two", num_proc=2))
+    for split in ("train", "validation"):
+        assert one[split].to_dict() == two[split].to_dict()
+
+
+def test_parallel_rendering_matches_serial(tmp_path, monkeypatch):
+    folder = _many_rows(tmp_path / "en", "en", 300)
+    spec = write_spec(tmp_path, [src(folder, "en", "sentiment", TEMPLATES / "sentiment.yaml")], validation_fraction=0.2)
+    serial = load_built_mixture(build_mixture(spec, tmp_path / "serial"))
+    monkeypatch.setattr(mixture, "ROWS_PER_PROCESS", 10)
+    parallel = load_built_mixture(build_mixture(spec, tmp_path / "parallel", num_proc=2))
+    for split in ("train", "validation"):
+        assert serial[split].to_dict() == parallel[split].to_dict()
+
+
+def test_template_version_changes_fingerprint(tmp_path):
+    tfile = tmp_path / "sentiment.yaml"
+    tfile.write_text((TEMPLATES / "sentiment.yaml").read_text())
+    spec = write_spec(tmp_path, [src(FIX / "imdb", "en", "sentiment", tfile, name="plain_text")])
+    before = mixture_fingerprint(load_mixture_spec(spec))
+    tfile.write_text(tfile.read_text().replace("version: 1", "version: 2", 1))
+    assert mixture_fingerprint(load_mixture_spec(spec)) != before
+
+
+def test_prepare_reuses_then_rebuilds_on_change(tmp_path):
+    s = src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml")
+    spec = write_spec(tmp_path, [s])
+    first = prepare_mixture(spec, tmp_path / "cache")
+    assert prepare_mixture(spec, tmp_path / "cache") == first
+    write_spec(tmp_path, [dict(s, cap=1)])
+    second = prepare_mixture(spec, tmp_path / "cache")
+    assert second != first and len(load_built_mixture(second)["train"]) == 3
+
+
+def test_streaming_source_respects_cap(tmp_path):
+    folder = _many_rows(tmp_path / "en", "en", 500)
+    spec = write_spec(tmp_path, [src(folder, "en", "sentiment", TEMPLATES / "sentiment.yaml", streaming=True,
+                                     cap=40, templates=["question_then_review", "star_mood"])])
+    dsd = load_built_mixture(build_mixture(spec, tmp_path / "out"))
+    assert Counter(dsd["train"]["template"]) == {"question_then_review": 40, "star_mood": 40}
+
+
+def test_published_xp3_files_by_language(tmp_path):
+    sources = [{"path": "json", "data_files": str(FIX / "xP3" / lang / "*.jsonl"), "dataset": "bigscience/xP3",
+                "label": f"bigscience/xP3/{lang}", "language": lang, "task": "xp3", "prompted": True}
+               for lang in ("en", "zh")]
+    spec = write_spec(tmp_path, sources, language_weights={"en": 0.5, "zh": 0.5})
+    dsd = load_built_mixture(build_mixture(spec, tmp_path / "out"))
+    assert Counter(dsd["train"]["language"]) == {"en": 2, "zh": 2}     # 2 unique en rows after dedupe
+    assert set(dsd["train"]["template"]) == {"published"}
+    assert "体育" in dsd["train"]["targets"]
+
+
+# -- bad input --------------------------------------------------------------------------------------------------
+
+def test_every_spec_problem_reported_at_once(tmp_path):
+    spec = write_spec(tmp_path, [
+        src(FIX / "imdb", "xx", "sentiment", TEMPLATES / "sentiment.yaml", weight=0),
+        src(FIX / "imdb", "en", "sentiment", TEMPLATES / "sentiment.yaml", cap=-3),
+        src(FIX / "imdb", "en", "sentiment", TEMPLATES / "sentiment.yaml", templates=["nope"], label="x"),
+        {"path": str(FIX / "imdb"), "language": "en"},
+    ], validation_fraction=1.5, colour="blue")
+    with pytest.raises(ConfigError) as err:
+        load_mixture_spec(spec)
+    problems = "\n".join(err.value.problems)
+    for expected in ("sources[0].language: unknown language code 'xx'", "sources[0].weight: must be > 0",
+                     "sources[1].cap: must be an integer > 0", "sources[2].templates: no template named 'nope'",
+                     "sources[3].task: required", "validation_fraction: must be in [0, 1)", "colour: unknown key"):
+        assert expected in problems
+    assert str(spec) in str(err.value)
+
+
+def test_malformed_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsources: [\n  - {path: a\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_mixture_spec(bad)
+    assert main(["build", str(bad), "--output", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_column_names_source_template_column(tmp_path):
+    tfile = tmp_path / "tpl.yaml"
+    tfile.write_text("templates:\n  - {name: uses_body, input: '{{ body }}', target: '{{ label }}'}\n")
+    spec = write_spec(tmp_path, [src(FIX / "ag_news", "en", "topic_classification", tfile)])
+    with pytest.raises(ConfigError) as err:
+        build_mixture(spec, tmp_path / "out")
+    assert "fancyzhx" not in str(err.value)
+    assert "uses_body" in str(err.value) and "'body'" in str(err.value) and "ag_news" in str(err.value)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.building-*"))
+
+
+def test_row_level_render_error_names_row(tmp_path):
+    tfile = tmp_path / "tpl.yaml"
+    tfile.write_text("templates:\n  - {name: bad_index, input: '{{ text }}', target: '{{ answer_choices[label] }}',"
+                     " answer_choices: [only_one]}\n")
+    spec = write_spec(tmp_path, [src(FIX / "ag_news", "en", "topic_classification", tfile)])
+    with pytest.raises(BloomzTuneError, match=r"ag_news', split 'train', row 0: template 'bad_index'.*no element 2"):
+        build_mixture(spec, tmp_path / "out")
+
+
+def test_zero_row_source_warns_and_empty_mixture_fails(tmp_path):
+    empty_tpl = tmp_path / "tpl.yaml"
+    empty_tpl.write_text("templates:\n  - {name: blank, input: '{{ text }}', target: '{% if false %}x{% endif %}'}\n")
+    ok = src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml", templates=["which_section"])
+    blank = src(FIX / "imdb", "en", "sentiment", empty_tpl, name="plain_text")
+    with pytest.warns(UserWarning, match="yielded zero rows"):
+        out = build_mixture(write_spec(tmp_path, [ok, blank], name="some"), tmp_path / "some")
+    sheet = read_datasheet(out)
+    assert sheet["warnings"] and sheet["processing"]["dropped_empty"] == 6
+    with pytest.raises(BloomzTuneError, match="is empty"), pytest.warns(UserWarning):
+        build_mixture(write_spec(tmp_path, [blank], name="none"), tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+def test_unloadable_source_names_it(tmp_path):
+    spec = write_spec(tmp_path, [src(tmp_path / "nowhere-on-disk-or-hub", "en", "sentiment",
+                                     TEMPLATES / "sentiment.yaml", label="my_source")])
+    with pytest.raises(BloomzTuneError, match=r"source 'my_source': could not load.*local folder"):
+        build_mixture(spec, tmp_path / "out")
+
+
+def test_cli_build_and_show(tmp_path, capsys):
+    spec = write_spec(tmp_path, [src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml")])
+    assert main(["build", str(spec), "--output", str(tmp_path / "out")]) == 0
+    assert main(["show", str(tmp_path / "out")]) == 0
+    shown = capsys.readouterr().out
+    assert "# Mixture datasheet: t" in shown and "### topic_classification" in shown and "choices:" in shown
+    assert main(["build", str(spec), "--output", str(tmp_path / "out")]) == 2      # will not overwrite
+    assert main(["show", str(tmp_path)]) == 2
+
+
+def test_native_prompt_wording_and_token_counts(tmp_path, tiny_tokenizer):
+    s = src(FIX / "imdb", "fr", "sentiment", TEMPLATES / "sentiment.yaml", name="plain_text",
+            templates=["review_then_question"])
+    out = build_mixture(write_spec(tmp_path, [s], prompt_language="native"), tmp_path / "out",
+                        tokenizer=tiny_tokenizer)
+    train = load_built_mixture(out)["train"]
+    assert set(train["targets"]) == {"positif", "négatif"} and all("L'auteur" in x for x in train["inputs"])
+    assert all(r == ["négatif", "positif"] for r in train["choices"])
+    sheet = read_datasheet(out)
+    expected = sum(len(tiny_tokenizer(x, add_special_tokens=False)["input_ids"]) for x in train["inputs"])
+    assert sheet["tokens"]["train"]["input"] == expected
+    assert sheet["tokens"]["train"]["target"] == sum(
+        len(tiny_tokenizer(" " + t, add_special_tokens=False)["input_ids"]) + 1 for t in train["targets"])
+    assert "input tokens" in (out / "datasheet.md").read_text()
