@@ -59,6 +59,8 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / "recipe.resolved.yaml")
+        if recipe.training.resume_from_checkpoint in (None, False):
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
     print0(f"recipe {recipe_path} -> run directory {run_dir}")
 
     # ---- data: the mixture --------------------------------------------------------------------------------
@@ -83,7 +85,8 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
                        attention_dropout=recipe.model.attention_dropout)
     if recipe.lora.enabled:
         lora = recipe.lora
-        model = apply_lora(model, lora.r, lora.lora_alpha, lora.lora_dropout, lora.target_modules, lora.bias)
+        model = apply_lora(model, lora.r, lora.lora_alpha, lora.lora_dropout, lora.target_modules, lora.bias,
+                           lora.modules_to_save)
     enable_selected_logits(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

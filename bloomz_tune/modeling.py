@@ -61,12 +61,12 @@ def load_model(name_or_path: str, dtype: str = "auto", revision: str | None = No
 
 
 def apply_lora(model, r: int, lora_alpha: int, lora_dropout: float, target_modules: list[str],
-               bias: str = "none"):
-    """Wrap ``model`` in a peft LoRA model; only the adapter weights stay trainable."""
+               bias: str = "none", modules_to_save: list[str] | None = None):
+    """Wrap ``model`` in a peft LoRA model; only the adapter weights (and ``modules_to_save``) stay trainable."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(target_modules),
-                        bias=bias, task_type="CAUSAL_LM")
+                        bias=bias, modules_to_save=list(modules_to_save or []) or None, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 

@@ -73,6 +73,8 @@ class LoraSection:
     target_modules: list[str] = field(default_factory=lambda: ["query_key_value"])
     """Module names to adapt; BLOOM's fused attention projection by default."""
     bias: str = "none"
+    modules_to_save: list[str] = field(default_factory=list)
+    """Modules trained in full and saved with the adapter (peft's modules_to_save), e.g. [word_embeddings]."""
 
 
 @dataclass

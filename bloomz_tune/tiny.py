@@ -41,8 +41,12 @@ def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     )
 
 
-def build_tiny_bloom(tokenizer, seed: int = 0, **config_overrides):
-    """A randomly initialised BloomForCausalLM with a tiny shape; ``config_overrides`` are BloomConfig fields."""
+def build_tiny_bloom(tokenizer, seed: int = 0, embedding_std: float = 0.1, **config_overrides):
+    """A randomly initialised BloomForCausalLM with a tiny shape; ``config_overrides`` are BloomConfig fields.
+
+    The (tied) embedding is drawn with a larger spread than BLOOM's 0.02: a tiny hidden size times 0.02 caps
+    every logit near 2.5, so a frozen tiny model under LoRA could never put much probability on any token.
+    """
     import torch
     from transformers import BloomConfig, BloomForCausalLM
 
@@ -59,7 +63,10 @@ def build_tiny_bloom(tokenizer, seed: int = 0, **config_overrides):
     )
     fields.update(config_overrides)
     torch.manual_seed(seed)
-    return BloomForCausalLM(BloomConfig(**fields))
+    model = BloomForCausalLM(BloomConfig(**fields))
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, embedding_std)
+    return model
 
 
 def save_tiny_bloom(directory: str | Path, texts: Iterable[str], vocab_size: int = 1024, seed: int = 0,
