@@ -143,6 +143,8 @@ def _attention_forward(self, hidden_states, residual, alibi, attention_mask, lay
     if attention_mask.impl == "flex":
         if dropout > 0:
             raise BloomzTuneError("flex attention has no attention dropout; set attention_dropout to 0 or use sdpa")
+        if query.device.type == "cpu" and torch.is_grad_enabled() and query.requires_grad:
+            raise BloomzTuneError("flex attention has no backward on CPU in torch; train with sdpa there")
         flex_attention, _ = _compiled_flex()
         context = flex_attention(query, key, value, score_mod=attention_mask.score_mod,
                                  block_mask=attention_mask.block_mask, scale=self.inv_norm_factor)
