@@ -62,11 +62,31 @@ def attention_pairs(mask: torch.Tensor) -> int:
 
 
 def peak_memory_bytes(device=None) -> int:
-    """Peak memory so far: CUDA allocator peak on a GPU, else the process's peak resident set size."""
+    """Peak memory since the last ``reset_peak_memory``: the CUDA allocator's peak on a GPU, else the process's
+    peak resident set size (Linux VmHWM; ru_maxrss elsewhere, which cannot be reset)."""
     if device is not None and torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated(device)
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
+
+
+def reset_peak_memory(device=None) -> None:
+    """Start a new peak: the CUDA allocator's, or on Linux the process's resident-set high-water mark."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 class ThroughputMeter:
