@@ -75,11 +75,18 @@ def visible(segments: torch.Tensor) -> torch.Tensor:
 
 
 def sdpa_bias(segments: torch.Tensor, positions: torch.Tensor, slopes: torch.Tensor, dtype) -> torch.Tensor:
-    """(batch, heads, L, L) additive bias: ALiBi where visible, −inf elsewhere."""
+    """(batch, heads, L, L) additive bias: ALiBi where visible, −inf elsewhere.
+
+    Built head by head in fp32 and stored in ``dtype``, so the only full-size tensor is the result (one for the
+    whole forward, where stock BLOOM makes several per layer).
+    """
     rel = (positions[:, None, :] - positions[:, :, None]).to(torch.float32)  # pos_k - pos_q
-    bias = slopes.to(rel.device)[None, :, None, None] * rel[:, None]
-    bias = bias.masked_fill(~visible(segments)[:, None], float("-inf"))
-    return bias.to(dtype)
+    hidden = ~visible(segments)
+    slopes = slopes.to(rel.device).tolist()
+    bias = torch.empty((rel.shape[0], len(slopes), *rel.shape[1:]), dtype=dtype, device=rel.device)
+    for h, slope in enumerate(slopes):
+        bias[:, h] = (rel * slope).masked_fill_(hidden, float("-inf"))
+    return bias
 
 
 @dataclass

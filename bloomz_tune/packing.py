@@ -10,7 +10,7 @@ Strategies (``strategy``):
   t0loading, the BLOOMZ trainer).
 - ``"best_fit"`` (default): samples in dataset order, each into the open row with the least room that still
   fits it, else a new row. Rows stay a random mix of samples, and on xP3-like lengths (a few hundred tokens per
-  sample in 2048-token rows) it fills ~99.9% of row tokens against ~93% for greedy (see benchmarks/README.md,
+  sample in 2048-token rows) it fills 99.4% of row tokens against 88.6% for greedy (see benchmarks/README.md,
   ``python benchmarks/train_throughput.py --packing-only``).
 
 ``pack_dataset`` works on a ``datasets.Dataset`` with ``input_ids`` and ``labels`` (data.tokenize_mixture's
