@@ -25,7 +25,10 @@ def select_targets(labels: torch.Tensor, segment_ids: torch.Tensor | None = None
     and ``sample_ids`` (N,): a dense index of the sample each target belongs to (0..S-1).
     """
     shifted = labels[:, 1:]
-    rows, cols = (shifted != IGNORE_INDEX).nonzero(as_tuple=True)
+    wanted = shifted != IGNORE_INDEX
+    if segment_ids is not None:  # the last token of a packed sample never predicts the next sample's first
+        wanted &= segment_ids[:, 1:] == segment_ids[:, :-1]
+    rows, cols = wanted.nonzero(as_tuple=True)
     target_ids = shifted[rows, cols]
     if segment_ids is None:
         keys = rows

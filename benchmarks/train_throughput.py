@@ -1,0 +1,313 @@
+"""Training throughput and memory: bloomz_tune's packed training against TRL's SFTTrainer, side by side.
+
+Same synthetic data (xP3-like lengths: long-tailed inputs of a few hundred tokens, short targets; random token
+ids, nothing downloaded), same model shape and seed, same LoRA adapter, about the same real tokens per step:
+
+- ``ours``: best-fit packing into ``--max-length`` rows, segment-isolated ALiBi attention (``--attn``),
+  logits at target positions only, BLOOMZ's per-sample normalised loss.
+- ``trl_padded``: TRL SFTTrainer as a user would run it on BLOOM: completion_only_loss, padding, no packing.
+- ``trl_packed``: TRL SFTTrainer with packing=True (BFD, padding-free): fast, but BLOOM takes no position ids
+  and gets no attention mask there, so packed samples attend to each other and ALiBi runs across them.
+
+Each configuration runs in its own process (so peak memory is its own) for ``--warmup`` + ``--steps`` optimizer
+steps; rates are over the timed steps. Reported: real (non-padding) tokens/s, target tokens/s, padding
+efficiency (real tokens / token slots computed), peak memory (CUDA allocator peak on a GPU, peak RSS on CPU,
+plus the growth over the loaded model), MFU on a GPU, and ratios to trl_padded.
+
+CPU (reduced-depth bloom-560m shape, the real 250,880 vocabulary; a few steps):
+    python benchmarks/train_throughput.py --layers 2 --steps 2
+GPU (bloom-560m, then bloom-1b7 shape, bf16):
+    python benchmarks/train_throughput.py --device cuda --dtype bfloat16 --layers 24 --hidden 1024 --heads 16 \
+        --rows 8 --trl-batch 64 --steps 10
+    python benchmarks/train_throughput.py --device cuda --dtype bfloat16 --layers 24 --hidden 2048 --heads 16 \
+        --rows 8 --trl-batch 64 --steps 10 --attn flex
+Packing efficiency of greedy vs best-fit on the synthetic lengths only (no model):
+    python benchmarks/train_throughput.py --packing-only --samples 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CONFIGS = ("ours", "trl_padded", "trl_packed")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--vocab", type=int, default=250880)
+    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument("--samples", type=int, default=2000, help="synthetic samples generated (and packed)")
+    p.add_argument("--rows", type=int, default=1, help="ours / trl_packed: packed rows per step")
+    p.add_argument("--trl-batch", type=int, default=8, help="trl_padded: samples per step (~ the same real tokens)")
+    p.add_argument("--steps", type=int, default=2, help="timed optimizer steps")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--attn", choices=("sdpa", "flex", "eager"), default="sdpa", help="ours: attention")
+    p.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (r=16 on all linears)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--only", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
+    p.add_argument("--packing-only", action="store_true", help="only compare packing strategies' efficiency")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--run-one", choices=CONFIGS, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- data
+def synthetic_samples(n: int, vocab: int, max_length: int, seed: int):
+    """xP3-like: input ~ lognormal (median 200 tokens, long tail), target ~ lognormal (median 6) + EOS."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_in = np.clip(rng.lognormal(math.log(200), 0.75, n).astype(int), 8, max_length // 2 + 900)
+    n_tgt = np.clip(rng.lognormal(math.log(6), 0.9, n).astype(int), 1, 256) + 1
+    n_in = np.minimum(n_in, max_length - n_tgt)
+    samples = []
+    for a, b in zip(n_in.tolist(), n_tgt.tolist()):
+        ids = rng.integers(4, vocab, a + b).tolist()
+        ids[-1] = 2  # EOS
+        samples.append((ids, a))
+    return samples
+
+
+def tokenized_dataset(samples):
+    import datasets
+
+    return datasets.Dataset.from_dict({
+        "input_ids": [ids for ids, _ in samples],
+        "labels": [[-100] * n_in + ids[n_in:] for ids, n_in in samples],
+    })
+
+
+def trl_dataset(samples):
+    import datasets
+
+    return datasets.Dataset.from_dict({
+        "input_ids": [ids for ids, _ in samples],
+        "completion_mask": [[0] * n_in + [1] * (len(ids) - n_in) for ids, n_in in samples],
+    })
+
+
+# ---------------------------------------------------------------- model
+def build_model(args):
+    import torch
+    from transformers import BloomConfig, BloomForCausalLM
+
+    config = BloomConfig(vocab_size=args.vocab, hidden_size=args.hidden, n_layer=args.layers, n_head=args.heads,
+                         hidden_dropout=0.0, attention_dropout=0.0, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=3)
+    torch.manual_seed(args.seed)
+    model = BloomForCausalLM(config).to(dtype=getattr(torch, args.dtype))
+    return model.to(args.device)
+
+
+def lora_config(args):
+    from peft import LoraConfig
+
+    modules = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=modules, task_type="CAUSAL_LM")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_probe(device):
+    """Reset the peak; return (memory in use now, a function reading the peak since)."""
+    import torch
+
+    from bloomz_tune.throughput import peak_memory_bytes, reset_peak_memory
+
+    reset_peak_memory(device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.memory_allocated(), lambda: peak_memory_bytes(device)
+    return rss_bytes(), lambda: peak_memory_bytes()
+
+
+# ---------------------------------------------------------------- runs
+def run_ours(args, samples):
+    import torch
+
+    from bloomz_tune.attention import install_packed_attention
+    from bloomz_tune.loss import batch_loss_sum
+    from bloomz_tune.packing import PackedCollator, pack_dataset
+    from bloomz_tune.throughput import ThroughputMeter
+
+    packed, stats = pack_dataset(tokenized_dataset(samples), max_length=args.max_length, strategy="best_fit")
+    collate = PackedCollator(pad_token_id=3, max_length=args.max_length if args.attn == "flex" else None)
+    model = build_model(args)
+    if not args.full:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(args))
+    install_packed_attention(model, args.attn)
+    base_memory, peak = memory_probe(args.device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5)
+    meter = ThroughputMeter(model.config if not hasattr(model, "get_base_model") else model.get_base_model().config,
+                            device=args.device)
+    model.train()
+    needed = (args.warmup + args.steps) * args.rows
+    if needed > len(packed):
+        raise SystemExit(f"only {len(packed)} packed rows; raise --samples")
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            meter.read()  # timed window starts here
+        rows = [packed[i] for i in range(step * args.rows, (step + 1) * args.rows)]
+        batch = {k: v.to(args.device) for k, v in collate(rows).items()}
+        loss_sum, items, n_targets = batch_loss_sum(model, batch, "sample_mean")
+        (loss_sum / items).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        meter.update(batch, logit_tokens=n_targets)
+    result = meter.read()
+    result.update(base_memory_gib=base_memory / 2**30, peak_memory_gib=peak() / 2**30,
+                  dataset_packing_efficiency=stats.efficiency, loss=float(loss_sum / items))
+    return result
+
+
+def run_trl(args, samples, packing: bool):
+    import torch
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from bloomz_tune.throughput import ThroughputMeter
+    from bloomz_tune.tiny import build_tiny_tokenizer
+
+    model = build_model(args)
+    config = model.config
+    on_gpu = torch.device(args.device).type == "cuda"
+    batch = args.rows if packing else args.trl_batch
+    sft = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="trl_bench_"), per_device_train_batch_size=batch,
+        max_steps=args.warmup + args.steps, learning_rate=2e-5, lr_scheduler_type="constant", warmup_steps=0,
+        logging_steps=10**6, save_strategy="no", report_to="none", use_cpu=not on_gpu,
+        bf16=args.dtype == "bfloat16", completion_only_loss=True, packing=packing, max_length=args.max_length,
+        dataloader_num_workers=0, seed=args.seed, disable_tqdm=True,
+    )
+    meter = ThroughputMeter(config, device=args.device)
+    # the data is pre-tokenized; TRL still wants a tokenizer, for its pad and EOS ids (3 and 2, BLOOM's)
+    tokenizer = build_tiny_tokenizer(["a tokenizer for its special tokens"] * 4, vocab_size=300)
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=trl_dataset(samples), processing_class=tokenizer,
+                         peft_config=None if args.full else lora_config(args))
+    packed_rows = len(trainer.train_dataset)
+    batches = []
+    collate = trainer.data_collator
+
+    def recording_collator(features):
+        out = collate(features)
+        batches.append(out)
+        return out
+
+    trainer.data_collator = recording_collator
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, _args, state, control, **kwargs):
+            if state.global_step == args.warmup:
+                meter.read()
+                batches.clear()
+
+    trainer.add_callback(Clock())
+    base_memory, peak = memory_probe(args.device)
+    trainer.train()
+    for b in batches[: args.steps]:
+        if "attention_mask" not in b:  # padding-free: one flat row of real tokens, no padding
+            b = {**b, "attention_mask": torch.ones_like(b["input_ids"])}
+        meter.update(b, logit_tokens=int((b["labels"][:, 1:] != -100).sum()))
+    result = meter.read()
+    result.update(base_memory_gib=base_memory / 2**30, peak_memory_gib=peak() / 2**30)
+    if packing:
+        real = sum(len(x) for x, _ in samples)
+        result["dataset_packing_efficiency"] = real / (packed_rows * args.max_length)
+    return result
+
+
+def run_one(args):
+    samples = synthetic_samples(args.samples, args.vocab, args.max_length, args.seed)
+    if args.run_one == "ours":
+        result = run_ours(args, samples)
+    else:
+        result = run_trl(args, samples, packing=args.run_one == "trl_packed")
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------- report
+def packing_report(args):
+    from bloomz_tune.packing import plan_rows
+
+    samples = synthetic_samples(args.samples, args.vocab, args.max_length, args.seed)
+    lengths = [len(ids) for ids, _ in samples]
+    print(f"{len(lengths)} samples, median length {sorted(lengths)[len(lengths) // 2]}, "
+          f"mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}; rows of {args.max_length}")
+    for strategy in ("greedy", "best_fit"):
+        t = time.perf_counter()
+        rows = plan_rows(lengths, args.max_length, strategy)
+        print(f"  {strategy:9s} {len(rows):6d} rows  efficiency {sum(lengths) / (len(rows) * args.max_length):.2%}"
+              f"  ({time.perf_counter() - t:.2f} s)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.run_one:
+        return run_one(args)
+    if args.packing_only:
+        return packing_report(args)
+    wanted = [c for c in args.only.split(",") if c]
+    unknown = set(wanted) - set(CONFIGS)
+    if unknown:
+        raise SystemExit(f"unknown configuration(s) {sorted(unknown)}; choose from {CONFIGS}")
+    passthrough = list(argv if argv is not None else sys.argv[1:])
+    if "--json" in passthrough:
+        at = passthrough.index("--json")
+        del passthrough[at:at + 2]
+    results = {}
+    for name in wanted:
+        print(f"running {name} ...", flush=True)
+        proc = subprocess.run([sys.executable, __file__, *passthrough, "--run-one", name], capture_output=True,
+                              text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if proc.returncode or line is None:
+            print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+            raise SystemExit(f"{name} failed")
+        results[name] = json.loads(line[len("RESULT "):])
+    print_table(args, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+
+
+def print_table(args, results):
+    base = results.get("trl_padded")
+    print(f"\nBLOOM {args.layers} layers, hidden {args.hidden}, {args.heads} heads, vocab {args.vocab}, "
+          f"{args.dtype} on {args.device}, {'full' if args.full else 'LoRA r=16'}, rows of {args.max_length}, "
+          f"{args.steps} timed steps")
+    cols = [("real tok/s", "real_tokens_per_s", "{:.1f}"), ("target tok/s", "target_tokens_per_s", "{:.2f}"),
+            ("padding eff.", "packing_efficiency", "{:.1%}"), ("dataset packing", "dataset_packing_efficiency",
+                                                                "{:.1%}"),
+            ("peak mem GiB", "peak_memory_gib", "{:.2f}"), ("model mem GiB", "base_memory_gib", "{:.2f}"),
+            ("TFLOP/s", "tflops", "{:.3f}"), ("MFU", "mfu", "{:.1%}")]
+    header = "| config | " + " | ".join(c[0] for c in cols) + " | real tok/s vs trl_padded | peak mem vs trl_padded |"
+    print(header)
+    print("|" + "---|" * (len(cols) + 3))
+    for name, r in results.items():
+        cells = [fmt.format(r[key]) if key in r else "-" for _, key, fmt in cols]
+        ratio = f"{r['real_tokens_per_s'] / base['real_tokens_per_s']:.2f}x" if base else "-"
+        mem = f"{r['peak_memory_gib'] / base['peak_memory_gib']:.2f}" if base else "-"
+        print(f"| {name} | " + " | ".join(cells) + f" | {ratio} | {mem} |")
+
+
+if __name__ == "__main__":
+    main()

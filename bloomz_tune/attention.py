@@ -1,0 +1,263 @@
+"""Segment-isolated ALiBi attention for BLOOM, installed on a loaded model.
+
+BLOOM in transformers 5.x runs eager attention only: every layer materialises ``alibi.baddbmm(q, k^T)``, a 4D
+additive mask and an fp32 softmax, (batch·heads, L, L) each, and it takes no position ids and no 4D mask, so
+packed samples attend to each other. ``install_packed_attention(model, impl)`` replaces that with:
+
+- ``"sdpa"``: one additive bias per forward, ``slope[h]·(pos_k − pos_q)`` where key k is visible from query q
+  and −inf elsewhere, shared by all layers and fed to ``torch.nn.functional.scaled_dot_product_attention``
+  (fused kernels: the attention probabilities are not stored for backward).
+- ``"flex"``: ``torch.nn.attention.flex_attention`` with ALiBi as a ``score_mod`` and the segment-causal
+  pattern as a block mask: nothing of size L² is materialised and fully masked blocks are skipped. Meant for the
+  GPU; compiled on first use (on CPU the first call takes tens of seconds).
+- ``"eager"``: the stock transformers attention, unchanged (the install restores it).
+
+Key k is visible from query q when both lie in the same segment and k ≤ q. Segments come from ``segment_ids``
+(1..k per packed sample, 0 for padding) or, for an ordinary padded batch, from ``attention_mask`` (one segment
+of real tokens). ``pos`` counts real tokens along the row (the same cumulative positions stock BLOOM builds its
+ALiBi from), so within a packed sample ``pos_k − pos_q`` is the sample's own relative distance: ALiBi is
+relative, and a packed, segment-masked sample sees exactly what it sees alone. Stock BLOOM adds
+``slope·pos_k`` only, relying on softmax ignoring a per-row constant; the relative form is the same softmax,
+with smaller numbers (kinder to bf16).
+
+``segment_ids`` reaches the attention as a keyword of the model's ``forward`` (see modeling.py), so it passes
+through peft, DDP and FSDP wrappers like ``input_ids`` does. Generation (a KV cache) and
+``output_attentions=True`` fall back to the stock forward.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import BloomzTuneError
+
+IMPLEMENTATIONS = ("sdpa", "flex", "eager")
+
+
+def alibi_slopes(num_heads: int, device=None) -> torch.Tensor:
+    """BLOOM's per-head ALiBi slopes (fp32), from transformers so they never drift from the model's own."""
+    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+
+    return _get_alibi_slopes(num_heads, device or torch.device("cpu"))
+
+
+def segments_and_positions(attention_mask: torch.Tensor | None, segment_ids: torch.Tensor | None,
+                           shape: tuple[int, int], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(segments, positions), both (batch, L): segment number per token (0 = padding) and ALiBi positions."""
+    if segment_ids is not None:
+        if segment_ids.shape != torch.Size(shape):
+            raise BloomzTuneError(f"segment_ids has shape {tuple(segment_ids.shape)}, input_ids {tuple(shape)}")
+        segments = segment_ids.to(device=device, dtype=torch.long)
+    elif attention_mask is not None:
+        if attention_mask.dim() != 2:
+            raise BloomzTuneError(f"packed attention takes a 2D attention_mask, got {attention_mask.dim()}D")
+        segments = (attention_mask.to(device) > 0).long()
+    else:
+        segments = torch.ones(shape, dtype=torch.long, device=device)
+    valid = (segments > 0).long()
+    positions = valid.cumsum(-1) - 1
+    return segments, positions
+
+
+def visible(segments: torch.Tensor) -> torch.Tensor:
+    """(batch, L, L) bool: query q may see key k. Padding queries see only themselves, so no row is empty."""
+    length = segments.shape[-1]
+    idx = torch.arange(length, device=segments.device)
+    causal = idx[None, :] <= idx[:, None]
+    same = segments[:, :, None] == segments[:, None, :]
+    real_key = (segments > 0)[:, None, :]
+    diagonal = torch.eye(length, dtype=torch.bool, device=segments.device)
+    return (same & causal & real_key) | diagonal
+
+
+def sdpa_bias(segments: torch.Tensor, positions: torch.Tensor, slopes: torch.Tensor, dtype) -> torch.Tensor:
+    """(batch, heads, L, L) additive bias: ALiBi where visible, −inf elsewhere.
+
+    Built head by head in fp32 and stored in ``dtype``, so the only full-size tensor is the result (one for the
+    whole forward, where stock BLOOM makes several per layer).
+    """
+    rel = (positions[:, None, :] - positions[:, :, None]).to(torch.float32)  # pos_k - pos_q
+    hidden = ~visible(segments)
+    slopes = slopes.to(rel.device).tolist()
+    bias = torch.empty((rel.shape[0], len(slopes), *rel.shape[1:]), dtype=dtype, device=rel.device)
+    for h, slope in enumerate(slopes):
+        bias[:, h] = (rel * slope).masked_fill_(hidden, float("-inf"))
+    return bias
+
+
+@dataclass
+class PackedMask:
+    """What the backbone hands every layer in place of the stock 4D mask: built once per forward."""
+
+    impl: str
+    bias: torch.Tensor | None = None  # sdpa: (batch, heads, L, L)
+    block_mask: object = None  # flex: BlockMask
+    score_mod: object = None  # flex: ALiBi score_mod
+
+
+_FLEX = {}
+
+
+def _compiled_flex():
+    """flex_attention and create_block_mask, compiled once per process (flex attention needs torch.compile)."""
+    if not _FLEX:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        _FLEX["attention"] = torch.compile(flex_attention)
+        _FLEX["block_mask"] = create_block_mask
+    return _FLEX["attention"], _FLEX["block_mask"]
+
+
+def flex_mask(segments: torch.Tensor, positions: torch.Tensor, slopes: torch.Tensor) -> PackedMask:
+    _, create_block_mask = _compiled_flex()
+    batch, length = segments.shape
+    slopes = slopes.to(segments.device)
+    positions = positions.to(torch.int32)
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        return score + slopes[h] * (positions[b, kv_idx] - positions[b, q_idx]).to(score.dtype)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        same = segments[b, q_idx] == segments[b, kv_idx]
+        return (same & (kv_idx <= q_idx) & (segments[b, kv_idx] > 0)) | (q_idx == kv_idx)
+
+    block_mask = create_block_mask(mask_mod, batch, None, length, length, device=segments.device)
+    return PackedMask("flex", block_mask=block_mask, score_mod=score_mod)
+
+
+def build_packed_mask(impl: str, attention_mask, segment_ids, shape, num_heads: int, dtype, device) -> PackedMask:
+    segments, positions = segments_and_positions(attention_mask, segment_ids, shape, device)
+    slopes = alibi_slopes(num_heads, device)
+    if impl == "flex":
+        return flex_mask(segments, positions, slopes)
+    return PackedMask("sdpa", bias=sdpa_bias(segments, positions, slopes, dtype))
+
+
+def _attention_forward(self, hidden_states, residual, alibi, attention_mask, layer_past=None, use_cache=False,
+                       output_attentions=False, **kwargs):
+    """BloomAttention.forward for a PackedMask; anything else (generation, stock masks) runs the stock code."""
+    if not isinstance(attention_mask, PackedMask):
+        return type(self).forward(self, hidden_states, residual, alibi, attention_mask, layer_past=layer_past,
+                                  use_cache=use_cache, output_attentions=output_attentions, **kwargs)
+    batch, length, _ = hidden_states.shape
+    fused_qkv = self.query_key_value(hidden_states)  # LoRA (peft) wraps this Linear; it runs here as in stock
+    query, key, value = self._reshape(fused_qkv)  # (batch, heads, L, head_dim) each
+    dropout = self.attention_dropout.p if self.training else 0.0
+    if attention_mask.impl == "flex":
+        if dropout > 0:
+            raise BloomzTuneError("flex attention has no attention dropout; set attention_dropout to 0 or use sdpa")
+        if query.device.type == "cpu" and torch.is_grad_enabled() and query.requires_grad:
+            raise BloomzTuneError("flex attention has no backward on CPU in torch; train with sdpa there")
+        flex_attention, _ = _compiled_flex()
+        context = flex_attention(query, key, value, score_mod=attention_mask.score_mod,
+                                 block_mask=attention_mask.block_mask, scale=self.inv_norm_factor)
+    else:
+        context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask.bias,
+                                                 dropout_p=dropout, scale=self.inv_norm_factor)
+    context = context.transpose(1, 2).reshape(batch, length, self.hidden_size)
+    if self.pretraining_tp > 1 and self.slow_but_exact:
+        slices = self.hidden_size / self.pretraining_tp
+        output = torch.zeros_like(context)
+        for i in range(self.pretraining_tp):
+            output = output + F.linear(context[:, :, int(i * slices): int((i + 1) * slices)],
+                                       self.dense.weight[:, int(i * slices): int((i + 1) * slices)])
+    else:
+        output = self.dense(context)
+    output = F.dropout(output, p=self.hidden_dropout, training=self.training) + residual
+    return output, None
+
+
+def _backbone_forward(self, input_ids=None, past_key_values=None, attention_mask=None, inputs_embeds=None,
+                      use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                      segment_ids=None, **kwargs):
+    """BloomModel.forward building one PackedMask for all layers; no KV cache (training and scoring)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
+
+    if past_key_values is not None or use_cache or output_attentions:
+        if segment_ids is not None:
+            raise BloomzTuneError("segment_ids cannot be combined with a KV cache or output_attentions")
+        return self._bloomz_stock_forward(input_ids=input_ids, past_key_values=past_key_values,
+                                          attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                          use_cache=use_cache, output_attentions=output_attentions,
+                                          output_hidden_states=output_hidden_states, return_dict=return_dict,
+                                          **kwargs)
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+    output_hidden_states = (output_hidden_states if output_hidden_states is not None
+                            else self.config.output_hidden_states)
+    return_dict = return_dict if return_dict is not None else self.config.return_dict
+    if inputs_embeds is None:
+        inputs_embeds = self.word_embeddings(input_ids)
+    hidden_states = self.word_embeddings_layernorm(inputs_embeds)
+    batch, length = hidden_states.shape[:2]
+    mask = build_packed_mask(self._bloomz_attn_impl, attention_mask, segment_ids, (batch, length),
+                             self.num_heads, hidden_states.dtype, hidden_states.device)
+    all_hidden = () if output_hidden_states else None
+    for block in self.h:
+        if output_hidden_states:
+            all_hidden = all_hidden + (hidden_states,)
+        hidden_states = block(hidden_states, alibi=None, attention_mask=mask)[0]
+    hidden_states = self.ln_f(hidden_states)
+    if output_hidden_states:
+        all_hidden = all_hidden + (hidden_states,)
+    if not return_dict:
+        return tuple(v for v in (hidden_states, all_hidden) if v is not None)
+    return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, hidden_states=all_hidden)
+
+
+def install_packed_attention(model, impl: str = "sdpa"):
+    """Make the BLOOM inside ``model`` (bare, peft-wrapped, DDP-wrapped) honour ``segment_ids``; returns ``model``.
+
+    ``impl``: "sdpa" (default; CPU and GPU), "flex" (GPU; compiled) or "eager" (stock transformers attention,
+    segment_ids rejected). Call it again to switch. Also enables the ``logit_positions`` keyword
+    (``modeling.enable_selected_logits``) and routes ``segment_ids`` from the model's forward to the attention.
+    """
+    from transformers.models.bloom.modeling_bloom import BloomAttention, BloomModel
+
+    from .modeling import causal_lm, enable_selected_logits
+
+    if impl not in IMPLEMENTATIONS:
+        raise BloomzTuneError(f"attention implementation must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    lm = causal_lm(model)
+    backbone = getattr(lm, getattr(lm, "base_model_prefix", "transformer"), None)
+    if not isinstance(backbone, BloomModel):
+        raise BloomzTuneError(f"packed attention is written for BLOOM; got {type(lm).__name__}")
+    if impl == "flex":
+        if not hasattr(torch.nn.attention, "flex_attention"):
+            raise BloomzTuneError(f"flex attention needs torch >= 2.5; this is torch {torch.__version__}")
+        if lm.config.attention_dropout > 0:
+            raise BloomzTuneError("flex attention has no attention dropout; set attention_dropout to 0 or use sdpa")
+    enable_selected_logits(model)
+    if impl == "eager":
+        if hasattr(backbone, "_bloomz_stock_forward"):
+            backbone.forward = backbone._bloomz_stock_forward
+            del backbone._bloomz_stock_forward
+        for module in backbone.modules():
+            if isinstance(module, BloomAttention) and "forward" in module.__dict__:
+                del module.forward
+        backbone._bloomz_attn_impl = "eager"
+        return model
+    if not hasattr(backbone, "_bloomz_stock_forward"):
+        backbone._bloomz_stock_forward = backbone.forward
+        backbone.forward = types.MethodType(_backbone_forward, backbone)
+    for module in backbone.modules():
+        if isinstance(module, BloomAttention):
+            module.forward = types.MethodType(_attention_forward, module)
+    backbone._bloomz_attn_impl = impl
+    return model
+
+
+def attention_implementation(model) -> str:
+    """The attention implementation currently installed in ``model``: "sdpa", "flex" or "eager"."""
+    from .modeling import causal_lm
+
+    lm = causal_lm(model)
+    return getattr(getattr(lm, lm.base_model_prefix), "_bloomz_attn_impl", "eager")
+
+
+__all__ = ["IMPLEMENTATIONS", "install_packed_attention", "attention_implementation", "alibi_slopes",
+           "segments_and_positions", "visible", "sdpa_bias", "PackedMask"]

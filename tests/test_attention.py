@@ -1,0 +1,246 @@
+"""Packed rows through segment-isolated attention equal each sample run alone through stock transformers BLOOM."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bloomz_tune.attention import attention_implementation, install_packed_attention
+from bloomz_tune.data import PaddingCollator, tokenize_batch
+from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.loss import IGNORE_INDEX, batch_loss_sum, select_targets
+from bloomz_tune.modeling import apply_lora, enable_selected_logits
+from bloomz_tune.packing import PackedCollator, pack_dataset
+
+SAMPLES = {
+    "inputs": ["Translate to French: the red house.", "Q: what is the capital of France? A:",
+               "Review: the movie was great and the actors were wonderful. Sentiment:", "def add(a, b):"],
+    "targets": ["la maison rouge", "Paris", "positive", "return a + b"],
+}
+
+
+def _tokenized(tokenizer):
+    import datasets
+
+    rows = tokenize_batch(SAMPLES, tokenizer, max_length=128)
+    return datasets.Dataset.from_dict({"input_ids": rows["input_ids"], "labels": rows["labels"]})
+
+
+def _packed_batch(tokenizer, max_length=96):
+    packed, stats = pack_dataset(_tokenized(tokenizer), max_length=max_length)
+    assert stats.rows < stats.packed_samples  # several samples really share a row
+    return PackedCollator(tokenizer.pad_token_id, max_length=max_length)(list(packed))
+
+
+def _alone(model, ids, labels):
+    """Stock forward of one sample alone: (target logits, mean target loss)."""
+    logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+    keep = torch.tensor(labels[1:]) != IGNORE_INDEX
+    target_logits = logits[keep]
+    loss = F.cross_entropy(target_logits.float(), torch.tensor(labels[1:])[keep])
+    return target_logits, loss
+
+
+def _lora(model):
+    model = apply_lora(model, r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query_key_value", "dense"])
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; make the adapter change the output
+            p.data.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_packed_samples_equal_samples_alone(tiny_model, tiny_tokenizer, lora):
+    model = _lora(tiny_model) if lora else tiny_model
+    stock = copy.deepcopy(model)
+    install_packed_attention(model, "sdpa")
+    batch = _packed_batch(tiny_tokenizer)
+
+    positions, _, sample_ids = select_targets(batch["labels"], batch["segment_ids"])
+    packed_logits = model(**{k: v for k, v in batch.items() if k != "labels"}, logit_positions=positions).logits
+    packed_loss, items, _ = batch_loss_sum(model, batch, "sample_mean")
+
+    want_logits, want_loss = [], 0.0
+    for r in range(batch["input_ids"].shape[0]):
+        for s in batch["segment_ids"][r].unique().tolist():
+            if s == 0:
+                continue
+            cols = (batch["segment_ids"][r] == s).nonzero().flatten()
+            logits, loss = _alone(stock, batch["input_ids"][r, cols].tolist(), batch["labels"][r, cols].tolist())
+            want_logits.append(logits)
+            want_loss += float(loss.detach())
+    assert items == len(SAMPLES["inputs"])
+    torch.testing.assert_close(packed_logits, torch.cat(want_logits), atol=1e-4, rtol=0)
+    assert abs(float(packed_loss) - want_loss) < 1e-4
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_packed_gradients_equal_samples_alone(tiny_model, tiny_tokenizer, lora):
+    model = _lora(tiny_model) if lora else tiny_model
+    stock = copy.deepcopy(model)
+    install_packed_attention(model, "sdpa")
+    batch = _packed_batch(tiny_tokenizer)
+    packed_loss, _, _ = batch_loss_sum(model, batch, "sample_mean")
+    packed_loss.backward()
+
+    total = 0.0
+    for r in range(batch["input_ids"].shape[0]):
+        for s in set(batch["segment_ids"][r].tolist()) - {0}:
+            cols = (batch["segment_ids"][r] == s).nonzero().flatten()
+            total = total + _alone(stock, batch["input_ids"][r, cols].tolist(),
+                                   batch["labels"][r, cols].tolist())[1]
+    total.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    want = {n: p.grad for n, p in stock.named_parameters() if p.requires_grad}
+    assert grads.keys() == want.keys() and len(grads) > 0
+    assert all(g is not None for g in grads.values()) and sum(float(g.abs().sum()) for g in grads.values()) > 0
+    for name in grads:
+        torch.testing.assert_close(grads[name], want[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_targets_only_loss_equals_full_logits_loss(tiny_model, tiny_tokenizer, lora):
+    model = _lora(tiny_model) if lora else tiny_model
+    install_packed_attention(model, "sdpa")
+    batch = _packed_batch(tiny_tokenizer)
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 segment_ids=batch["segment_ids"]).logits
+    logp = torch.log_softmax(full.float(), -1)
+    per_sample = {}
+    seg = batch["segment_ids"]
+    for r in range(seg.shape[0]):
+        for t in range(1, seg.shape[1]):
+            y = int(batch["labels"][r, t])
+            if y != IGNORE_INDEX and seg[r, t] == seg[r, t - 1]:
+                per_sample.setdefault((r, int(seg[r, t])), []).append(-logp[r, t - 1, y])
+    want = sum(torch.stack(v).mean() for v in per_sample.values())
+    got, items, _ = batch_loss_sum(model, batch, "sample_mean")
+    assert items == len(per_sample) == len(SAMPLES["inputs"])
+    assert abs(float(got) - float(want)) < 1e-5
+
+    # the gradients of the two losses agree as well
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    g_full = torch.autograd.grad(want, trainable)
+    g_sel = torch.autograd.grad(batch_loss_sum(model, batch, "sample_mean")[0], trainable)
+    for a, b in zip(g_full, g_sel):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_packing_without_segment_mask_would_differ(tiny_model, tiny_tokenizer):
+    """The equality above is not vacuous: plain causal attention over the packed row changes the logits."""
+    install_packed_attention(tiny_model, "sdpa")
+    batch = _packed_batch(tiny_tokenizer)
+    positions, _, _ = select_targets(batch["labels"], batch["segment_ids"])
+    isolated = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          segment_ids=batch["segment_ids"], logit_positions=positions).logits
+    leaky = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logit_positions=positions).logits
+    assert (isolated - leaky).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_batches_equal_stock(tiny_model, tiny_tokenizer, side):
+    stock = copy.deepcopy(tiny_model)
+    install_packed_attention(tiny_model, "sdpa")
+    rows = tokenize_batch(SAMPLES, tiny_tokenizer, max_length=128)
+    batch = PaddingCollator(tiny_tokenizer.pad_token_id)(
+        [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])])
+    if side == "left":
+        lengths = batch["attention_mask"].sum(1)
+        for key in ("input_ids", "attention_mask"):
+            batch[key] = torch.stack([row.roll(int(row.numel() - n)) for row, n in zip(batch[key], lengths)])
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        ours = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        want = stock(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(ours[real], want[real], atol=1e-4, rtol=0)
+
+
+def test_eager_restores_stock_and_generation_still_works(tiny_model, tiny_tokenizer):
+    stock = copy.deepcopy(tiny_model)
+    install_packed_attention(tiny_model, "sdpa")
+    assert attention_implementation(tiny_model) == "sdpa"
+    prompt = torch.tensor([tiny_tokenizer("Q: capital of France? A:", add_special_tokens=False)["input_ids"]])
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=tiny_tokenizer.pad_token_id)
+    assert tiny_model.generate(prompt, **kwargs).tolist() == stock.generate(prompt, **kwargs).tolist()
+    install_packed_attention(tiny_model, "eager")
+    assert attention_implementation(tiny_model) == "eager"
+    assert "forward" not in tiny_model.transformer.h[0].self_attention.__dict__
+    batch = _packed_batch(tiny_tokenizer)
+    with pytest.raises(BloomzTuneError, match="install_packed_attention"):
+        batch_loss_sum(tiny_model, batch)
+
+
+def test_attention_dropout_is_active_in_training(tiny_model_dir, tiny_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attention_dropout=0.5, dtype=torch.float32)
+    install_packed_attention(model, "sdpa")
+    batch = _packed_batch(tiny_tokenizer)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    model.train()
+    a, b = model(**inputs).logits, model(**inputs).logits
+    assert (a - b).abs().max() > 1e-3
+    model.eval()
+    torch.testing.assert_close(model(**inputs).logits, model(**inputs).logits)
+    with pytest.raises(BloomzTuneError, match="dropout"):
+        install_packed_attention(model, "flex")
+
+
+def test_bad_input_is_refused(tiny_model):
+    with pytest.raises(BloomzTuneError, match="one of"):
+        install_packed_attention(tiny_model, "flash")
+    install_packed_attention(tiny_model, "sdpa")
+    ids = torch.ones(2, 6, dtype=torch.long)
+    with pytest.raises(BloomzTuneError, match="shape"):
+        tiny_model(input_ids=ids, segment_ids=torch.ones(2, 5, dtype=torch.long))
+
+
+def test_segment_ids_pass_through_ddp(tiny_model, tiny_tokenizer, tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    stock = copy.deepcopy(tiny_model)
+    install_packed_attention(tiny_model, "sdpa")
+    batch = _packed_batch(tiny_tokenizer)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(tiny_model)
+        loss, items, _ = batch_loss_sum(ddp, batch)
+    finally:
+        dist.destroy_process_group()
+    enable_selected_logits(stock)
+    want = 0.0
+    for r in range(batch["input_ids"].shape[0]):
+        for s in set(batch["segment_ids"][r].tolist()) - {0}:
+            cols = (batch["segment_ids"][r] == s).nonzero().flatten()
+            want += float(_alone(stock, batch["input_ids"][r, cols].tolist(), batch["labels"][r, cols].tolist())[1])
+    assert abs(float(loss) - want) < 1e-4
+
+
+def test_rank_scoring_with_sdpa_equals_stock(tiny_model, tiny_tokenizer):
+    from bloomz_tune.evaluation import loglikelihoods
+
+    requests = [("The movie was great. Sentiment:", "positive"), ("Q: capital?", "Paris et Lyon")]
+    want = loglikelihoods(copy.deepcopy(tiny_model), tiny_tokenizer, requests, progress=False)
+    install_packed_attention(tiny_model, "sdpa")
+    got = loglikelihoods(tiny_model, tiny_tokenizer, requests, progress=False)
+    assert max(abs(a - b) for a, b in zip(got, want)) < 1e-4
+
+
+def test_flex_equals_sdpa_on_packed_rows(tiny_model, tiny_tokenizer):
+    """FlexAttention (ALiBi score_mod + document block mask) gives sdpa's logits; forward only, as torch has no
+    flex backward on CPU (training with flex is for the GPU). Compiles flex on first use: the slowest test here."""
+    sdpa = copy.deepcopy(tiny_model)
+    install_packed_attention(sdpa, "sdpa")
+    install_packed_attention(tiny_model, "flex")
+    batch = _packed_batch(tiny_tokenizer)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    real = batch["segment_ids"] > 0
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(**inputs).logits[real], sdpa(**inputs).logits[real],
+                                   atol=1e-4, rtol=0)
+    with pytest.raises(BloomzTuneError, match="no backward on CPU"):
+        tiny_model(**inputs)
