@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import target_text
-from .modeling import enable_selected_logits
+from .modeling import causal_lm, enable_selected_logits
 from .runtime import is_main_process
 
 
@@ -29,15 +29,41 @@ def encode_requests(tokenizer, requests: list[tuple[str, str]], max_length: int 
 
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
-                   max_length: int = 2048, progress: bool = True) -> list[float]:
-    """Sum of log p(continuation tokens | context) for each (context, continuation) request."""
+                   max_length: int = 2048, progress: bool = True, share_prompts: bool = True) -> list[float]:
+    """Sum of log p(continuation tokens | context) for each (context, continuation) request.
+
+    ``batch_size`` counts requests (rows). With ``share_prompts`` (the default), requests whose contexts are
+    the same token ids are scored together: the context runs once, and its key/value cache is reused for every
+    continuation (``_score_shared``). Without it every request is one full row (``_score_plain``). Both give
+    the same numbers up to float rounding.
+    """
     enable_selected_logits(model)
-    device = next(model.parameters()).device
     encoded = encode_requests(tokenizer, requests, max_length)
+    for (ctx, cont), (context, continuation) in zip(encoded, requests):
+        if not ctx or not cont:
+            raise ValueError(f"empty context or continuation after tokenization: {(context, continuation)!r}")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    bar = tqdm(total=len(encoded), desc="Scoring", disable=not (progress and is_main_process()))
+    score = _score_shared if share_prompts else _score_plain
+    scores = score(model, encoded, batch_size, pad, bar)
+    bar.close()
+    return scores
+
+
+def _pick_logprobs(logits, targets, owner, n_rows, device):
+    """Sum log-softmax(logits)[i, targets[i]] into rows ``owner[i]`` (float64)."""
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    picked = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
+    sums = torch.zeros(n_rows, dtype=torch.float64, device=device)
+    sums.index_add_(0, torch.tensor(owner, device=device), picked.double())
+    return sums.tolist()
+
+
+def _score_plain(model, encoded, batch_size, pad, bar) -> list[float]:
+    """One row per request (context + continuation, right-padded), logits only at continuation positions."""
+    device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
     scores = [0.0] * len(encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    bar = tqdm(total=len(order), desc="Scoring", disable=not (progress and is_main_process()))
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         rows = [encoded[i][0] + encoded[i][1] for i in chunk]
@@ -55,14 +81,75 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
                 owner.append(b)
         logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                        logit_positions=torch.tensor(positions, device=device)).logits
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        picked = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
-        sums = torch.zeros(len(rows), dtype=torch.float64, device=device)
-        sums.index_add_(0, torch.tensor(owner, device=device), picked.double())
-        for b, i in enumerate(chunk):
-            scores[i] = float(sums[b])
+        for i, s in zip(chunk, _pick_logprobs(logits, targets, owner, len(rows), device)):
+            scores[i] = s
         bar.update(len(chunk))
-    bar.close()
+    return scores
+
+
+def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
+    """Run each distinct context once, then all of its continuations on top of its key/value cache.
+
+    Step 1: the batch's distinct contexts, left-padded so they all end at the last column; the hidden state
+    there predicts every continuation's first token. Step 2: the continuations minus their last token,
+    right-padded, each on a copy of its context's cache row; the attention mask is [context mask, continuation
+    mask], so BLOOM's ALiBi positions (built from the mask's running count) and the causal mask are those of
+    the unshared row. Logits are computed only where a continuation token is predicted.
+    """
+    lm = causal_lm(model)
+    backbone, head = getattr(lm, lm.base_model_prefix), lm.get_output_embeddings()
+    device = next(model.parameters()).device
+    groups: dict[tuple, list[int]] = {}
+    for i, (ctx, _) in enumerate(encoded):
+        groups.setdefault(tuple(ctx), []).append(i)
+    contexts = sorted(groups, key=len, reverse=True)  # batch by length
+    scores = [0.0] * len(encoded)
+    start = 0
+    while start < len(contexts):
+        batch, n_requests = [], 0
+        while start < len(contexts) and (not batch or n_requests + len(groups[contexts[start]]) <= batch_size):
+            batch.append(contexts[start])
+            n_requests += len(groups[contexts[start]])
+            start += 1
+        width = max(len(c) for c in batch)
+        ctx_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        ctx_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for g, ctx in enumerate(batch):
+            ctx_ids[g, width - len(ctx):] = torch.tensor(ctx)
+            ctx_mask[g, width - len(ctx):] = 1
+        ctx_mask = ctx_mask.to(device)
+        out = backbone(input_ids=ctx_ids.to(device), attention_mask=ctx_mask, use_cache=True)
+        members = [(g, i) for g, ctx in enumerate(batch) for i in groups[ctx]]
+        # first continuation token: predicted by the last context position
+        first = head(out[0][:, -1])
+        logprobs = F.log_softmax(first.float(), dim=-1)
+        for g, i in members:
+            scores[i] = float(logprobs[g, encoded[i][1][0]].double())
+        longer = [(g, i) for g, i in members if len(encoded[i][1]) > 1]
+        if longer:
+            cache = out.past_key_values
+            cache.batch_select_indices(torch.tensor([g for g, _ in longer], device=device))
+            cont_width = max(len(encoded[i][1]) - 1 for _, i in longer)
+            cont_ids = torch.full((len(longer), cont_width), pad, dtype=torch.long)
+            cont_mask = torch.zeros((len(longer), cont_width), dtype=torch.long)
+            positions, targets, owner = [], [], []
+            for r, (_, i) in enumerate(longer):
+                cont = encoded[i][1]
+                cont_ids[r, :len(cont) - 1] = torch.tensor(cont[:-1])
+                cont_mask[r, :len(cont) - 1] = 1
+                for t in range(1, len(cont)):
+                    positions.append((r, t - 1))
+                    targets.append(cont[t])
+                    owner.append(r)
+            rows = torch.tensor([g for g, _ in longer], device=device)
+            mask = torch.cat([ctx_mask[rows], cont_mask.to(device)], dim=1)
+            hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask, past_key_values=cache,
+                              use_cache=True)[0]
+            pos = torch.tensor(positions, device=device)
+            logits = head(hidden[pos[:, 0], pos[:, 1]])
+            for (_, i), s in zip(longer, _pick_logprobs(logits, targets, owner, len(longer), device)):
+                scores[i] += s
+        bar.update(n_requests)
     return scores
 
 
