@@ -141,7 +141,10 @@ def normalize_row(kind: str, row: dict, label_map: dict | None = None) -> dict |
         }
     elif kind == "story":
         label = _answer_index(str(row["answer_right_ending"]), 2)
-        story = " ".join(row[f"input_sentence_{i}"].strip() for i in range(1, 5))
+        story = ""
+        for i in range(1, 5):  # no space after a full-width stop (Chinese, Japanese)
+            sentence = row[f"input_sentence_{i}"].strip()
+            story += sentence if not story or story[-1] in "。！？" else " " + sentence
         fields = {"story": story, "ending1": row["sentence_quiz1"].strip(), "ending2": row["sentence_quiz2"].strip()}
     elif kind == "winograd":
         label = _answer_index(str(row["answer"]), 2)

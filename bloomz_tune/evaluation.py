@@ -1,5 +1,11 @@
 """Zero-shot rank classification, scored the way BLOOMZ was evaluated (t-zero evaluation/run_eval.py).
 
+    bloomz-tune eval MODEL --tasks xnli,xcopa,xstorycloze,xwinograd --languages en,fr,zh --output DIR
+    python -m bloomz_tune.evaluation MODEL --tasks all --limit 50 --output DIR --data-dir storycloze=FOLDER
+
+MODEL is a Hub id, a local model folder or a LoRA adapter folder. The tasks, their datasets, splits, languages
+and prompts are in eval_tasks.py; results.json / results.md / accuracy.png are written by eval_report.py.
+
 Every answer choice is scored by the SUM of its token log-probabilities given the prompt (the prompt tokenized
 without special tokens, the choice with a leading space), and the highest-scoring choice is the prediction.
 Logits are computed only at the positions that predict continuation tokens (see modeling.py).
@@ -11,9 +17,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from pathlib import Path
+
 from .data import target_text
-from .modeling import causal_lm, enable_selected_logits
-from .runtime import is_main_process
+from .errors import BloomzTuneError
+from .eval_tasks import TASKS
+from .modeling import causal_lm, enable_selected_logits, load_model, load_tokenizer
+from .runtime import is_main_process, print0
 
 
 def encode_requests(tokenizer, requests: list[tuple[str, str]], max_length: int = 2048):
@@ -177,3 +187,252 @@ def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, 
     correct = sum(int(p == ex["label"]) for p, ex in zip(predictions, examples))
     return {"accuracy": correct / len(examples) if examples else float("nan"), "correct": correct,
             "total": len(examples), "predictions": predictions}
+
+
+# ---- held-out tasks ----------------------------------------------------------------------------------------------
+
+# A fixed handful of prompts answered greedily after the scores: a broken model shows at a glance.
+SANITY_PROMPTS = [
+    "Translate to English: Le chat dort sur le canapé.",
+    "Translate to French: I would like a cup of coffee.",
+    "Question: What is the capital of Japan?\nAnswer:",
+    "¿Cuál es el río más largo de Europa?",
+    "Review: The battery died after two days and support never answered. Is this review positive or negative?",
+    "这家餐厅的菜很好吃，服务也很周到。这条评论是正面的还是负面的？",
+]
+
+
+def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts: int = 5,
+                  data_dirs: dict | None = None) -> dict:
+    """Check the request and load every dataset before any model runs: {(task, language): loaded rows}.
+
+    Raises BloomzTuneError for an unknown task or language, a bad --data-dir, a missing split or column, too
+    many prompts, or a task left empty after ``limit``.
+    """
+    from .eval_tasks import load_task_rows, prompts_for, resolve_tasks
+
+    if limit is not None and limit < 1:
+        raise BloomzTuneError(f"limit must be a positive number of examples, got {limit}")
+    plan = resolve_tasks(tasks, languages)
+    data_dirs = dict(data_dirs or {})
+    unknown = [t for t in data_dirs if t not in TASKS]
+    if unknown:
+        raise BloomzTuneError(f"data folder given for unknown task(s) {', '.join(unknown)}; "
+                              f"valid tasks: {', '.join(TASKS)}")
+    loaded = {}
+    for task, langs in plan.items():
+        for language in langs:
+            prompts_for(task, language, prompts)
+            loaded[(task, language)] = load_task_rows(task, language, data_dirs.get(task), limit)
+    return loaded
+
+
+@torch.no_grad()
+def generate_samples(model, tokenizer, prompts: list[str] = SANITY_PROMPTS, max_new_tokens: int = 24) -> list[dict]:
+    """Greedy answers (prompt tokenized without special tokens, generation stops at EOS)."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+        generated = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                   max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                   eos_token_id=tokenizer.eos_token_id)
+        out.append({"prompt": prompt,
+                    "output": tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True).strip()})
+    return out
+
+
+def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | None = None, prompts: int = 5,
+                   batch_size: int = 16, output_dir=None, data_dirs: dict | None = None,
+                   length_normalize: bool = False, max_length: int = 2048, generation: bool = True,
+                   model_name: str | None = None, progress: bool = True, prepared: dict | None = None) -> dict:
+    """Zero-shot rank classification of ``model`` on held-out tasks, as BLOOMZ was evaluated.
+
+    ``tasks``: names or a comma list (None: xnli, xcopa, xstorycloze, xwinograd; "all": every task);
+    ``languages``: None or empty for each task's paper languages; ``limit``: examples per (task, language);
+    ``prompts``: the first K of our prompts per dataset; ``data_dirs``: {task: local folder}. Writes
+    results.json, results.md and accuracy.png into ``output_dir`` (when given, on the main process) and
+    returns the results dict. Every dataset is loaded and checked before the model runs (``prepared``: what
+    ``prepare_tasks`` returned for the same arguments, to skip loading them again).
+    """
+    from .eval_report import aggregate, write_results
+    from .eval_tasks import prompts_for
+
+    loaded = prepared if prepared is not None else prepare_tasks(tasks, languages, limit, prompts, data_dirs)
+    was_training = model.training
+    model.eval()
+    per_prompt: dict = {}
+    try:
+        for (task, language), data in loaded.items():
+            chosen = prompts_for(task, language, prompts)
+            examples = [p.render(row) for p in chosen for row in data["rows"]]
+            print0(f"{task} {language}: {len(data['rows'])} examples x {len(chosen)} prompts")
+            result = rank_classify(model, tokenizer, examples, batch_size=batch_size, max_length=max_length,
+                                   length_normalize=length_normalize, progress=progress)
+            n = len(data["rows"])
+            per_prompt.setdefault(task, {})[language] = {
+                p.name: _accuracy(result["predictions"][k * n:(k + 1) * n], examples[k * n:(k + 1) * n])
+                for k, p in enumerate(chosen)}
+        samples = generate_samples(model, tokenizer) if generation else []
+    finally:
+        model.train(was_training)
+    results = {
+        "model": model_name or getattr(getattr(causal_lm(model), "config", None), "_name_or_path", None),
+        "settings": {"tasks": list(per_prompt), "limit": limit, "prompts": prompts, "batch_size": batch_size,
+                     "length_normalize": length_normalize, "max_length": max_length},
+        "datasets": {f"{t}/{lang}": {k: d[k] for k in ("source", "config", "split", "skipped")}
+                     for (t, lang), d in loaded.items()},
+        "tasks": aggregate(per_prompt),
+        "generation": samples,
+    }
+    if output_dir is not None and is_main_process():
+        write_results(results, output_dir)
+        print0(f"wrote results to {output_dir}")
+    return results
+
+
+def _accuracy(predictions, examples) -> dict:
+    correct = sum(int(p == ex["label"]) for p, ex in zip(predictions, examples))
+    return {"accuracy": correct / len(examples), "correct": correct, "total": len(examples)}
+
+
+# ---- models and adapters -----------------------------------------------------------------------------------------
+
+def load_for_eval(name_or_path: str, dtype: str = "auto", device: str | None = None, revision: str | None = None,
+                  trust_remote_code: bool = False):
+    """A model folder, a LoRA adapter folder (base model from adapter_config.json) or a Hub id -> (model, tokenizer).
+
+    An adapter's tokenizer is the adapter folder's own when it has one, else the base model's; it must be the
+    base model's tokenizer (same vocabulary) and fit the base model's embedding.
+    """
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        if (folder / "adapter_config.json").is_file():
+            model, tokenizer = _load_adapter(folder, dtype, revision, trust_remote_code)
+        elif (folder / "config.json").is_file():
+            tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+            model = load_model(str(folder), dtype=dtype, trust_remote_code=trust_remote_code)
+        else:
+            raise BloomzTuneError(f"{folder} is neither a model folder (config.json) nor a LoRA adapter folder "
+                                  "(adapter_config.json)")
+    elif folder.exists():
+        raise BloomzTuneError(f"{folder} is a file; give a model folder, an adapter folder or a Hub id")
+    else:
+        tokenizer = load_tokenizer(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        model = load_model(name_or_path, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code)
+    _check_vocab(tokenizer, model, name_or_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def _load_adapter(folder: Path, dtype, revision, trust_remote_code):
+    import json
+
+    from peft import PeftModel
+
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise BloomzTuneError(f"{folder}/adapter_config.json names no base_model_name_or_path")
+    base_tokenizer = None
+    try:
+        base_tokenizer = load_tokenizer(base, trust_remote_code=trust_remote_code)
+    except BloomzTuneError:
+        pass
+    has_own = any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code) if has_own else base_tokenizer
+    if tokenizer is None:
+        raise BloomzTuneError(f"no tokenizer for adapter {folder}: none in the folder and none loadable from its "
+                              f"base model {base!r}")
+    if has_own and base_tokenizer is not None and tokenizer.get_vocab() != base_tokenizer.get_vocab():
+        raise BloomzTuneError(f"the tokenizer of adapter {folder} is not the tokenizer of its base model {base!r} "
+                              "(different vocabularies): the adapter was trained on another base model")
+    model = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code)
+    _check_vocab(tokenizer, model, str(folder))
+    try:
+        model = PeftModel.from_pretrained(model, str(folder), revision=revision)
+    except RuntimeError as err:  # size mismatch: the adapter's shapes are not the base model's
+        raise BloomzTuneError(f"adapter {folder} does not fit its base model {base!r}: {err}") from err
+    return model, tokenizer
+
+
+def _check_vocab(tokenizer, model, where: str) -> None:
+    rows = causal_lm(model).get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise BloomzTuneError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
+                              f"{rows} rows; the tokenizer does not belong to this model")
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+
+def build_parser():
+    import argparse
+
+    from .eval_tasks import MULTILINGUAL_TASKS
+
+    parser = argparse.ArgumentParser(
+        prog="bloomz-tune eval",
+        description="Zero-shot rank classification on BLOOMZ's held-out tasks; writes results.json, results.md "
+                    "and accuracy.png.")
+    parser.add_argument("model", help="Hub id, local model folder, or LoRA adapter folder")
+    parser.add_argument("--tasks", default=",".join(MULTILINGUAL_TASKS),
+                        help=f"comma list of {', '.join(TASKS)}, or 'all' (default: %(default)s)")
+    parser.add_argument("--languages", default=None,
+                        help="comma list (default: each task's languages in the BLOOMZ paper)")
+    parser.add_argument("--output", required=True, help="folder for results.json, results.md, accuracy.png")
+    parser.add_argument("--limit", type=int, default=None, help="at most N examples per task and language")
+    parser.add_argument("--prompts", type=int, default=5, help="prompts per dataset (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=16, help="requests per forward (default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=2048, help="tokens per request (default: %(default)s)")
+    parser.add_argument("--dtype", default="auto", help="auto, bf16-if-supported, float32, bfloat16, float16")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="TASK=FOLDER",
+                        help="read TASK from a local folder (a copy of the Hub repository, or for StoryCloze the "
+                             "release files); repeat for several tasks")
+    parser.add_argument("--length-normalize", action="store_true",
+                        help="score choices by mean instead of sum of token log-probabilities (BLOOMZ: sum)")
+    parser.add_argument("--no-generation", action="store_true", help="skip the greedy generation sanity check")
+    parser.add_argument("--revision", default=None, help="Hub revision of MODEL")
+    parser.add_argument("--trust-remote-code", action="store_true")
+    return parser
+
+
+def parse_data_dirs(values: list[str]) -> dict[str, str]:
+    dirs = {}
+    for value in values:
+        for item in value.split(","):
+            task, sep, folder = item.partition("=")
+            if not sep or not task.strip() or not folder.strip():
+                raise BloomzTuneError(f"--data-dir expects TASK=FOLDER, got {item!r}")
+            dirs[task.strip()] = folder.strip()
+    return dirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bloomz-tune eval MODEL --tasks ... --output DIR``: evaluate and write the results; returns 0."""
+    from .runtime import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    data_dirs = parse_data_dirs(args.data_dir)
+    prepared = prepare_tasks(args.tasks, args.languages, args.limit, args.prompts, data_dirs)  # fail before the model
+    model, tokenizer = load_for_eval(args.model, args.dtype, args.device, args.revision, args.trust_remote_code)
+    results = evaluate_model(model, tokenizer, args.tasks, args.languages, limit=args.limit, prompts=args.prompts,
+                             batch_size=args.batch_size, output_dir=args.output, data_dirs=data_dirs,
+                             length_normalize=args.length_normalize, max_length=args.max_length,
+                             generation=not args.no_generation, model_name=args.model, prepared=prepared)
+    for task, r in results["tasks"].items():
+        medians = ", ".join(f"{lang} {100 * v['median']:.2f}" for lang, v in r["languages"].items())
+        print0(f"{r['title']}: mean of medians {100 * r['mean_of_medians']:.2f} ({medians})")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main())
+    except BloomzTuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
