@@ -164,11 +164,11 @@ def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
 
 
 def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, max_length: int = 2048,
-                  length_normalize: bool = False, progress: bool = True) -> dict:
+                  length_normalize: bool = False, progress: bool = True, share_prompts: bool = True) -> dict:
     """Score every choice of every example; examples are dicts with ``prompt``, ``choices``, ``label`` (index).
 
     Returns accuracy, count and the per-example predictions. ``length_normalize`` divides each choice's sum by
-    its token count (an option; BLOOMZ used plain sums).
+    its token count (an option; BLOOMZ used plain sums). ``share_prompts``: see ``loglikelihoods``.
     """
     requests, spans = [], []
     for ex in examples:
@@ -176,7 +176,7 @@ def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, 
             raise ValueError(f"rank classification needs at least 2 choices, got {ex['choices']!r}")
         spans.append((len(requests), len(ex["choices"])))
         requests.extend((ex["prompt"], c) for c in ex["choices"])
-    scores = loglikelihoods(model, tokenizer, requests, batch_size, max_length, progress)
+    scores = loglikelihoods(model, tokenizer, requests, batch_size, max_length, progress, share_prompts)
     if length_normalize:
         lengths = [len(c) for _, c in encode_requests(tokenizer, requests, max_length)]
         scores = [s / n for s, n in zip(scores, lengths)]
