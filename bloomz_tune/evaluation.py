@@ -42,10 +42,10 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
                    max_length: int = 2048, progress: bool = True, share_prompts: bool = True) -> list[float]:
     """Sum of log p(continuation tokens | context) for each (context, continuation) request.
 
-    ``batch_size`` counts requests (rows). With ``share_prompts`` (the default), requests whose contexts are
-    the same token ids are scored together: the context runs once, and its key/value cache is reused for every
-    continuation (``_score_shared``). Without it every request is one full row (``_score_plain``). Both give
-    the same numbers up to float rounding.
+    With ``share_prompts`` (the default), requests whose contexts are the same token ids are scored together:
+    the context runs once and its key/value cache is reused for every continuation (``_score_shared``);
+    ``batch_size`` then counts distinct contexts per forward. Without it every request is one full row
+    (``_score_plain``) and ``batch_size`` counts requests. Both give the same numbers up to float rounding.
     """
     enable_selected_logits(model)
     encoded = encode_requests(tokenizer, requests, max_length)
@@ -100,11 +100,12 @@ def _score_plain(model, encoded, batch_size, pad, bar) -> list[float]:
 def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
     """Run each distinct context once, then all of its continuations on top of its key/value cache.
 
-    Step 1: the batch's distinct contexts, left-padded so they all end at the last column; the hidden state
-    there predicts every continuation's first token. Step 2: the continuations minus their last token,
-    right-padded, each on a copy of its context's cache row; the attention mask is [context mask, continuation
-    mask], so BLOOM's ALiBi positions (built from the mask's running count) and the causal mask are those of
-    the unshared row. Logits are computed only where a continuation token is predicted.
+    Step 1: up to ``batch_size`` distinct contexts, left-padded so they all end at the last column; the hidden
+    state there predicts every continuation's first token (a one-token continuation is done). Step 2: the
+    longer continuations minus their last token, right-padded, up to ``CHOICE_ROWS * batch_size`` rows a
+    forward (they are short), each on a copy of its context's cache row. The attention mask is [context mask,
+    continuation mask], so BLOOM's ALiBi positions (built from the mask's running count) and the causal mask
+    are those of the unshared row. Logits are computed only where a continuation token is predicted.
     """
     lm = causal_lm(model)
     backbone, head = getattr(lm, lm.base_model_prefix), lm.get_output_embeddings()
@@ -114,14 +115,9 @@ def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
         groups.setdefault(tuple(ctx), []).append(i)
     contexts = sorted(groups, key=len, reverse=True)  # batch by length
     scores = [0.0] * len(encoded)
-    start = 0
-    while start < len(contexts):
-        batch, n_requests = [], 0
-        while start < len(contexts) and (not batch or n_requests + len(groups[contexts[start]]) <= batch_size):
-            batch.append(contexts[start])
-            n_requests += len(groups[contexts[start]])
-            start += 1
-        width = max(len(c) for c in batch)
+    for start in range(0, len(contexts), batch_size):
+        batch = contexts[start:start + batch_size]
+        width = len(batch[0])
         ctx_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         ctx_mask = torch.zeros((len(batch), width), dtype=torch.long)
         for g, ctx in enumerate(batch):
@@ -130,37 +126,53 @@ def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
         ctx_mask = ctx_mask.to(device)
         out = backbone(input_ids=ctx_ids.to(device), attention_mask=ctx_mask, use_cache=True)
         members = [(g, i) for g, ctx in enumerate(batch) for i in groups[ctx]]
-        # first continuation token: predicted by the last context position
-        first = head(out[0][:, -1])
-        logprobs = F.log_softmax(first.float(), dim=-1)
+        logprobs = F.log_softmax(head(out[0][:, -1]).float(), dim=-1)  # first continuation tokens
         for g, i in members:
             scores[i] = float(logprobs[g, encoded[i][1][0]].double())
-        longer = [(g, i) for g, i in members if len(encoded[i][1]) > 1]
-        if longer:
-            cache = out.past_key_values
-            cache.batch_select_indices(torch.tensor([g for g, _ in longer], device=device))
-            cont_width = max(len(encoded[i][1]) - 1 for _, i in longer)
-            cont_ids = torch.full((len(longer), cont_width), pad, dtype=torch.long)
-            cont_mask = torch.zeros((len(longer), cont_width), dtype=torch.long)
-            positions, targets, owner = [], [], []
-            for r, (_, i) in enumerate(longer):
-                cont = encoded[i][1]
-                cont_ids[r, :len(cont) - 1] = torch.tensor(cont[:-1])
-                cont_mask[r, :len(cont) - 1] = 1
-                for t in range(1, len(cont)):
-                    positions.append((r, t - 1))
-                    targets.append(cont[t])
-                    owner.append(r)
-            rows = torch.tensor([g for g, _ in longer], device=device)
-            mask = torch.cat([ctx_mask[rows], cont_mask.to(device)], dim=1)
-            hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask, past_key_values=cache,
-                              use_cache=True)[0]
-            pos = torch.tensor(positions, device=device)
-            logits = head(hidden[pos[:, 0], pos[:, 1]])
-            for (_, i), s in zip(longer, _pick_logprobs(logits, targets, owner, len(longer), device)):
+        longer = sorted(((g, i) for g, i in members if len(encoded[i][1]) > 1), key=lambda m: -len(encoded[m[1]][1]))
+        step = CHOICE_ROWS * batch_size
+        for k in range(0, len(longer), step):
+            chunk = longer[k:k + step]
+            last = k + step >= len(longer)  # the last chunk may consume the cache
+            for i, s in zip([i for _, i in chunk], _score_on_cache(backbone, head, out.past_key_values, ctx_mask,
+                                                                    chunk, encoded, pad, device, keep=not last)):
                 scores[i] += s
-        bar.update(n_requests)
+        bar.update(len(members))
     return scores
+
+
+CHOICE_ROWS = 4  # continuation rows per step-2 forward, in units of batch_size
+
+
+def _score_on_cache(backbone, head, cache, ctx_mask, chunk, encoded, pad, device, keep: bool) -> list[float]:
+    """Tokens 2.. of each continuation in ``chunk`` ((context row, request) pairs) on the contexts' cache rows.
+
+    The cache is changed in place (rows selected, continuation appended) unless ``keep``: then a shallow copy
+    is used (selecting rows and appending build new tensors, so the original's stay as they are).
+    """
+    import copy
+
+    rows = torch.tensor([g for g, _ in chunk], device=device)
+    if keep:
+        cache = copy.copy(cache)
+        cache.layers = [copy.copy(layer) for layer in cache.layers]
+    cache.batch_select_indices(rows)
+    width = max(len(encoded[i][1]) - 1 for _, i in chunk)
+    cont_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+    cont_mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    positions, targets, owner = [], [], []
+    for r, (_, i) in enumerate(chunk):
+        cont = encoded[i][1]
+        cont_ids[r, :len(cont) - 1] = torch.tensor(cont[:-1])
+        cont_mask[r, :len(cont) - 1] = 1
+        for t in range(1, len(cont)):
+            positions.append((r, t - 1))
+            targets.append(cont[t])
+            owner.append(r)
+    mask = torch.cat([ctx_mask[rows], cont_mask.to(device)], dim=1)
+    hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask, past_key_values=cache, use_cache=True)[0]
+    pos = torch.tensor(positions, device=device)
+    return _pick_logprobs(head(hidden[pos[:, 0], pos[:, 1]]), targets, owner, len(chunk), device)
 
 
 def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, max_length: int = 2048,

@@ -70,3 +70,13 @@ def test_aggregate_median_max_and_mean_of_medians():
     assert tasks["copa"]["mean_of_medians"] == pytest.approx(0.7)
     assert tasks["xnli"]["languages"]["en"]["examples"] == 10
     assert not math.isnan(tasks["copa"]["languages"]["en"]["max"])
+
+
+def test_many_choices_on_one_cached_prompt(tiny_model, tiny_tokenizer):
+    # batch_size 1 with 7 multi-token choices: the continuations run in several chunks on one context's cache
+    choices = ["positive and good", "negative and bad", "Paris is the capital", "très bien", "这部电影很好",
+               "wonderful actors", "a b c d e f g"]
+    requests = [("The movie was great. Sentiment:", c) for c in choices] + [("Le film", c) for c in choices[:2]]
+    shared = loglikelihoods(tiny_model, tiny_tokenizer, requests, batch_size=1, progress=False)
+    hand = [_hand_score(tiny_model, tiny_tokenizer, c, x)[0] for c, x in requests]
+    assert max(abs(a - b) for a, b in zip(shared, hand)) < 1e-4
