@@ -8,7 +8,17 @@ and prompts are in eval_tasks.py; results.json / results.md / accuracy.png are w
 
 Every answer choice is scored by the SUM of its token log-probabilities given the prompt (the prompt tokenized
 without special tokens, the choice with a leading space), and the highest-scoring choice is the prediction.
-Logits are computed only at the positions that predict continuation tokens (see modeling.py).
+Logits are computed only at the positions that predict continuation tokens (see modeling.py), and a prompt
+shared by several choices runs once: its choices are scored on its key/value cache (``_score_shared``).
+
+Tokenization and lm-evaluation-harness: we tokenize the context and " " + choice apart and concatenate the
+ids, as BLOOMZ did. lm_eval's HF model encodes context + continuation as one string and splits it after the
+context's tokens, moving trailing whitespace of the context into the continuation. For BLOOM's tokenizer
+(its pre-tokenizer splits before a space) and a context that does not end in whitespace, which our rendered
+prompts never do, both give the same ids; tests/test_eval_lm_eval.py checks this and that the log-likelihoods
+equal HFLM.loglikelihood's (request (prompt, " " + choice) there) within 1e-4. A context ending in whitespace
+would differ (ours keeps the space in the context and adds one before the choice). lm_eval's acc_norm divides
+by the choice's length in bytes; our ``length_normalize`` divides by its number of tokens.
 """
 
 from __future__ import annotations
@@ -54,10 +64,28 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
             raise ValueError(f"empty context or continuation after tokenization: {(context, continuation)!r}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     bar = tqdm(total=len(encoded), desc="Scoring", disable=not (progress and is_main_process()))
-    score = _score_shared if share_prompts else _score_plain
+    score = _score_shared if share_prompts and _can_share(model) else _score_plain
     scores = score(model, encoded, batch_size, pad, bar)
     bar.close()
     return scores
+
+
+def _can_share(model) -> bool:
+    """Shared-prompt scoring calls the backbone and head directly: only for a plain (or peft) causal LM.
+
+    Under DDP, FSDP, DeepSpeed or torch.compile wrappers the call must go through the wrapper's forward, so
+    scoring falls back to one row per request there.
+    """
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(lm, "module") or hasattr(lm, "_orig_mod"):
+        return False
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # older torch
+        FSDPModule = ()
+    if FSDPModule and any(isinstance(m, FSDPModule) for m in lm.modules()):
+        return False
+    return hasattr(lm, "base_model_prefix") and lm.get_output_embeddings() is not None
 
 
 def _pick_logprobs(logits, targets, owner, n_rows, device):
@@ -244,10 +272,11 @@ def generate_samples(model, tokenizer, prompts: list[str] = SANITY_PROMPTS, max_
     """Greedy answers (prompt tokenized without special tokens, generation stops at EOS)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    generator = model if hasattr(model, "generate") else causal_lm(model)  # DDP and the like have no generate
     out = []
     for prompt in prompts:
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
-        generated = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+        generated = generator.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                    max_new_tokens=max_new_tokens, pad_token_id=pad,
                                    eos_token_id=tokenizer.eos_token_id)
         out.append({"prompt": prompt,

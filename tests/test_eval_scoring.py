@@ -80,3 +80,26 @@ def test_many_choices_on_one_cached_prompt(tiny_model, tiny_tokenizer):
     shared = loglikelihoods(tiny_model, tiny_tokenizer, requests, batch_size=1, progress=False)
     hand = [_hand_score(tiny_model, tiny_tokenizer, c, x)[0] for c, x in requests]
     assert max(abs(a - b) for a, b in zip(shared, hand)) < 1e-4
+
+
+class _Wrapper(torch.nn.Module):
+    """Stands in for DDP / FSDP / DeepSpeed: the model sits in ``.module`` and is called through ``forward``."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        self.calls = 0
+
+    def forward(self, **kwargs):
+        self.calls += 1
+        return self.module(**kwargs)
+
+
+def test_wrapped_models_are_scored_through_their_forward(tiny_model, tiny_tokenizer):
+    from bloomz_tune.evaluation import _can_share
+
+    wrapped = _Wrapper(tiny_model)
+    assert _can_share(tiny_model) and not _can_share(wrapped)
+    got = loglikelihoods(wrapped, tiny_tokenizer, REQUESTS[:6], batch_size=4, progress=False)
+    want = loglikelihoods(tiny_model, tiny_tokenizer, REQUESTS[:6], batch_size=4, progress=False)
+    assert wrapped.calls == 2 and max(abs(a - b) for a, b in zip(got, want)) < 1e-4
