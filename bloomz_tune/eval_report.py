@@ -21,7 +21,7 @@ def aggregate(per_prompt: dict) -> dict:
     """{task: {language: {prompt: {accuracy, correct, total}}}} -> the ``tasks`` section of results.json.
 
     Per (task, language): the median and the max of the prompts' accuracies; per task: the mean over its
-    languages of those medians (the BLOOMZ paper's summary number).
+    languages of those medians (the BLOOMZ paper's summary number). The published numbers (percent) ride along.
     """
     tasks = {}
     for task, languages in per_prompt.items():
@@ -29,10 +29,11 @@ def aggregate(per_prompt: dict) -> dict:
         for language, prompts in languages.items():
             accuracies = [p["accuracy"] for p in prompts.values()]
             out[language] = {"median": statistics.median(accuracies), "max": max(accuracies),
-                             "examples": max(p["total"] for p in prompts.values()), "prompts": prompts}
+                             "examples": max(p["total"] for p in prompts.values()), "prompts": prompts,
+                             "published_median_pct": published_for(task, language)}
         medians = [v["median"] for v in out.values()]
         tasks[task] = {"title": TASKS[task].title, "mean_of_medians": sum(medians) / len(medians),
-                       "languages": out}
+                       "languages": out, "published_mean_of_medians_pct": published_mean_for(task)}
     return tasks
 
 

@@ -31,7 +31,7 @@ class TaskSpec:
     title: str  # as papers print it
     kind: str  # which prompt family applies: nli3, nli2, copa, story, winograd
     path: str | None  # Hub id; None when only a manual folder works
-    split: str | dict[str, str]  # one split, or one per language (ANLI's rounds)
+    split: str
     configs: dict[str, str | None]  # language -> dataset config name (None: the default config)
     default_languages: tuple[str, ...]
     columns: tuple[str, ...]  # the columns normalize_row reads
@@ -41,9 +41,6 @@ class TaskSpec:
     @property
     def languages(self) -> tuple[str, ...]:
         return tuple(self.configs)
-
-    def split_for(self, language: str) -> str:
-        return self.split[language] if isinstance(self.split, dict) else self.split
 
 
 XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -70,9 +67,9 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
              manual=STORY_MANUAL),
     TaskSpec("xwinograd", "XWinograd", "winograd", "Muennighoff/xwinograd", "test",
              {lang: lang for lang in XWINO_LANGS}, XWINO_LANGS, WINO_COLUMNS),
-    # ANLI rounds are three "languages" of one task so that each round gets its own median, as in the paper.
-    TaskSpec("anli", "ANLI", "nli3", "facebook/anli", {"r1": "dev_r1", "r2": "dev_r2", "r3": "dev_r3"},
-             {"r1": None, "r2": None, "r3": None}, ("r1", "r2", "r3"), NLI_COLUMNS),
+    # ANLI's three rounds are three datasets in the paper's tables; --tasks anli runs all three.
+    *[TaskSpec(f"anli_r{r}", f"ANLI R{r}", "nli3", "facebook/anli", f"dev_r{r}", {"en": None}, ("en",),
+               NLI_COLUMNS) for r in (1, 2, 3)],
     # SuperGLUE CB labels: 0 entailment, 1 contradiction, 2 neutral.
     TaskSpec("cb", "CB", "nli3", "aps/super_glue", "validation", {"en": "cb"}, ("en",), NLI_COLUMNS,
              label_map={0: 0, 1: 2, 2: 1}),
@@ -86,6 +83,8 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
 
 # The four multilingual tasks that the BLOOMZ paper's main figure reports.
 MULTILINGUAL_TASKS = ("xnli", "xcopa", "xstorycloze", "xwinograd")
+# Names that stand for several tasks.
+TASK_GROUPS = {"all": tuple(TASKS), "anli": ("anli_r1", "anli_r2", "anli_r3")}
 
 # Column names of the original StoryCloze CSV -> the names the Hub copies use.
 STORY_CSV_COLUMNS = {
@@ -241,14 +240,13 @@ def prompts_for(task: str, language: str, k: int | None = None) -> list[Prompt]:
 def resolve_tasks(tasks: list[str] | str | None, languages: list[str] | str | None) -> dict[str, list[str]]:
     """Checked task names and languages -> {task: [languages to run]}.
 
-    ``tasks`` None means the four multilingual tasks; "all" means every task. ``languages`` None means each
-    task's default languages; otherwise each task runs the given languages it has, and it is an error when a
-    language belongs to no selected task or a task is left with none.
+    ``tasks`` None means the four multilingual tasks; "all" means every task, "anli" its three rounds.
+    ``languages`` None means each task's default languages; otherwise each task runs the given languages it
+    has, and it is an error when a language belongs to no selected task or a task is left with none.
     """
-    tasks = _split(tasks) or list(MULTILINGUAL_TASKS)
-    if tasks == ["all"]:
-        tasks = list(TASKS)
-    problems = [f"unknown task {t!r}; valid tasks: {', '.join(TASKS)} (or 'all')" for t in tasks if t not in TASKS]
+    tasks = [name for t in (_split(tasks) or MULTILINGUAL_TASKS) for name in TASK_GROUPS.get(t, (t,))]
+    problems = [f"unknown task {t!r}; valid tasks: {', '.join(TASKS)} (or {' or '.join(TASK_GROUPS)})"
+                for t in tasks if t not in TASKS]
     if problems:
         raise BloomzTuneError("; ".join(problems))
     languages = _split(languages)
@@ -321,7 +319,7 @@ def load_task_rows(task: str, language: str, data_dir: str | None = None, limit:
     import datasets
 
     spec = TASKS[task]
-    config, split = spec.configs[language], spec.split_for(language)
+    config, split = spec.configs[language], spec.split
     where = data_dir or spec.path
     if where is None:
         raise BloomzTuneError(f"{spec.title} needs a local data folder. " + spec.manual.format(name=task))

@@ -253,8 +253,11 @@ def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts:
 
     if limit is not None and limit < 1:
         raise BloomzTuneError(f"limit must be a positive number of examples, got {limit}")
+    from .eval_tasks import TASK_GROUPS
+
     plan = resolve_tasks(tasks, languages)
-    data_dirs = dict(data_dirs or {})
+    data_dirs = {name: folder for key, folder in (data_dirs or {}).items()
+                 for name in (TASK_GROUPS.get(key, (key,)) if key != "all" else (key,))}
     unknown = [t for t in data_dirs if t not in TASKS]
     if unknown:
         raise BloomzTuneError(f"data folder given for unknown task(s) {', '.join(unknown)}; "
@@ -320,8 +323,9 @@ def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | No
         model.train(was_training)
     results = {
         "model": model_name or getattr(getattr(causal_lm(model), "config", None), "_name_or_path", None),
-        "settings": {"tasks": list(per_prompt), "limit": limit, "prompts": prompts, "batch_size": batch_size,
-                     "length_normalize": length_normalize, "max_length": max_length},
+        "settings": {"tasks": {t: list(langs) for t, langs in per_prompt.items()}, "limit": limit,
+                     "prompts": prompts, "batch_size": batch_size, "length_normalize": length_normalize,
+                     "max_length": max_length},
         "datasets": {f"{t}/{lang}": {k: d[k] for k in ("source", "config", "split", "skipped")}
                      for (t, lang), d in loaded.items()},
         "tasks": aggregate(per_prompt),

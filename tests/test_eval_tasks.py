@@ -11,8 +11,8 @@ from bloomz_tune.eval_tasks import PROMPTS, TASKS, Prompt, load_task_rows, promp
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 DATA_DIRS = {"xnli": "xnli", "xcopa": "xcopa", "xstorycloze": "xstory_cloze", "xwinograd": "xwinograd",
-             "anli": "anli", "cb": "super_glue", "rte": "super_glue", "copa": "super_glue",
-             "winogrande": "winogrande", "storycloze": "story_cloze"}
+             "anli_r1": "anli", "anli_r2": "anli", "anli_r3": "anli", "cb": "super_glue", "rte": "super_glue",
+             "copa": "super_glue", "winogrande": "winogrande", "storycloze": "story_cloze"}
 
 
 def data_dir(task):
@@ -24,7 +24,8 @@ def test_default_plan_is_the_papers_language_sets():
     assert list(plan) == ["xnli", "xcopa", "xstorycloze", "xwinograd"]
     assert len(plan["xnli"]) == 15 and len(plan["xcopa"]) == 11 and len(plan["xwinograd"]) == 6
     assert len(plan["xstorycloze"]) == 10 and "en" not in plan["xstorycloze"]
-    assert resolve_tasks("all", None)["anli"] == ["r1", "r2", "r3"]
+    assert resolve_tasks("all", None)["anli_r2"] == ["en"]
+    assert list(resolve_tasks("xnli,anli", "en")) == ["xnli", "anli_r1", "anli_r2", "anli_r3"]
 
 
 def test_languages_apply_to_the_tasks_that_have_them():
@@ -102,7 +103,7 @@ def test_label_orders_are_mapped_to_the_canonical_one():
     # StoryCloze's release CSV and XWinograd's "1"/"2" answers become 0-based indices
     assert [r["label"] for r in load_task_rows("storycloze", "en", data_dir("storycloze"))["rows"]] == [0, 1, 0]
     assert [r["label"] for r in load_task_rows("xwinograd", "en", data_dir("xwinograd"))["rows"]] == [0, 1, 1]
-    anli = load_task_rows("anli", "r3", data_dir("anli"))
+    anli = load_task_rows("anli_r3", "en", data_dir("anli_r3"))
     assert anli["split"] == "dev_r3" and [r["label"] for r in anli["rows"]] == [2, 0, 1]
 
 
