@@ -422,13 +422,15 @@ def build_parser():
                     "and accuracy.png.")
     parser.add_argument("model", help="Hub id, local model folder, or LoRA adapter folder")
     parser.add_argument("--tasks", default=",".join(MULTILINGUAL_TASKS),
-                        help=f"comma list of {', '.join(TASKS)}, or 'all' (default: %(default)s)")
+                        help=f"comma list of {', '.join(TASKS)}; 'anli' for its three rounds, 'all' for every "
+                             "task (default: %(default)s)")
     parser.add_argument("--languages", default=None,
                         help="comma list (default: each task's languages in the BLOOMZ paper)")
     parser.add_argument("--output", required=True, help="folder for results.json, results.md, accuracy.png")
     parser.add_argument("--limit", type=int, default=None, help="at most N examples per task and language")
     parser.add_argument("--prompts", type=int, default=5, help="prompts per dataset (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=16, help="requests per forward (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="distinct prompts per forward; their choices share them (default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=2048, help="tokens per request (default: %(default)s)")
     parser.add_argument("--dtype", default="auto", help="auto, bf16-if-supported, float32, bfloat16, float16")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")

@@ -146,3 +146,16 @@ def _write_repo(root, config, split, rows):
     pq.write_table(pa.Table.from_pylist(rows), root / config / f"{split}-00000-of-00001.parquet")
     (root / "README.md").write_text(f"---\nconfigs:\n- config_name: {config}\n  data_files:\n  - split: {split}\n"
                                     f"    path: {config}/{split}-*\n---\n", encoding="utf-8")
+
+
+def test_xstorycloze_release_files_are_read(tmp_path):
+    header = ["InputStoryid", "InputSentence1", "InputSentence2", "InputSentence3", "InputSentence4",
+              "RandomFifthSentenceQuiz1", "RandomFifthSentenceQuiz2", "AnswerRightEnding"]
+    row = ["a1", "汤姆想要一只狗。", "他每天都问父母。", "他们终于同意了。", "他们一起去了收容所。", "他讨厌狗。", "他选了一只小狗。", "2"]
+    for lang in ("zh", "es"):
+        (tmp_path / f"spring2016.val.{lang}.tsv.split_20_80_eval.tsv").write_text(
+            "\t".join(header) + "\n" + "\t".join(row) + "\n", encoding="utf-8")
+    (tmp_path / "spring2016.val.zh.tsv.split_20_80_train.tsv").write_text("\t".join(header) + "\n", encoding="utf-8")
+    loaded = load_task_rows("xstorycloze", "zh", str(tmp_path))
+    assert loaded["rows"] == [{"story": "汤姆想要一只狗。他每天都问父母。他们终于同意了。他们一起去了收容所。",
+                               "ending1": "他讨厌狗。", "ending2": "他选了一只小狗。", "label": 1}]
