@@ -249,12 +249,10 @@ def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts:
     Raises BloomzTuneError for an unknown task or language, a bad --data-dir, a missing split or column, too
     many prompts, or a task left empty after ``limit``.
     """
-    from .eval_tasks import load_task_rows, prompts_for, resolve_tasks
+    from .eval_tasks import TASK_GROUPS, load_task_rows, prompts_for, resolve_tasks
 
     if limit is not None and limit < 1:
         raise BloomzTuneError(f"limit must be a positive number of examples, got {limit}")
-    from .eval_tasks import TASK_GROUPS
-
     plan = resolve_tasks(tasks, languages)
     data_dirs = {name: folder for key, folder in (data_dirs or {}).items()
                  for name in (TASK_GROUPS.get(key, (key,)) if key != "all" else (key,))}
@@ -280,8 +278,8 @@ def generate_samples(model, tokenizer, prompts: list[str] = SANITY_PROMPTS, max_
     for prompt in prompts:
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
         generated = generator.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                   max_new_tokens=max_new_tokens, pad_token_id=pad,
-                                   eos_token_id=tokenizer.eos_token_id)
+                                       max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                       eos_token_id=tokenizer.eos_token_id)
         out.append({"prompt": prompt,
                     "output": tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True).strip()})
     return out
@@ -293,8 +291,8 @@ def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | No
                    model_name: str | None = None, progress: bool = True, prepared: dict | None = None) -> dict:
     """Zero-shot rank classification of ``model`` on held-out tasks, as BLOOMZ was evaluated.
 
-    ``tasks``: names or a comma list (None: xnli, xcopa, xstorycloze, xwinograd; "all": every task);
-    ``languages``: None or empty for each task's paper languages; ``limit``: examples per (task, language);
+    ``tasks``: names or a comma list (None or empty: xnli, xcopa, xstorycloze, xwinograd; "anli": its three
+    rounds; "all": every task); ``languages``: None or empty for each task's paper languages; ``limit``: examples per (task, language);
     ``prompts``: the first K of our prompts per dataset; ``data_dirs``: {task: local folder}. Writes
     results.json, results.md and accuracy.png into ``output_dir`` (when given, on the main process) and
     returns the results dict. Every dataset is loaded and checked before the model runs (``prepared``: what
