@@ -1,8 +1,24 @@
 """Zero-shot rank classification, scored the way BLOOMZ was evaluated (t-zero evaluation/run_eval.py).
 
+    bloomz-tune eval MODEL --tasks xnli,xcopa,xstorycloze,xwinograd --languages en,fr,zh --output DIR
+    python -m bloomz_tune.evaluation MODEL --tasks all --limit 50 --output DIR --data-dir storycloze=FOLDER
+
+MODEL is a Hub id, a local model folder or a LoRA adapter folder. The tasks, their datasets, splits, languages
+and prompts are in eval_tasks.py; results.json / results.md / accuracy.png are written by eval_report.py.
+
 Every answer choice is scored by the SUM of its token log-probabilities given the prompt (the prompt tokenized
 without special tokens, the choice with a leading space), and the highest-scoring choice is the prediction.
-Logits are computed only at the positions that predict continuation tokens (see modeling.py).
+Logits are computed only at the positions that predict continuation tokens (see modeling.py), and a prompt
+shared by several choices runs once: its choices are scored on its key/value cache (``_score_shared``).
+
+Tokenization and lm-evaluation-harness: we tokenize the context and " " + choice apart and concatenate the
+ids, as BLOOMZ did. lm_eval's HF model encodes context + continuation as one string and splits it after the
+context's tokens, moving trailing whitespace of the context into the continuation. For BLOOM's tokenizer
+(its pre-tokenizer splits before a space) and a context that does not end in whitespace, which our rendered
+prompts never do, both give the same ids; tests/test_eval_lm_eval.py checks this and that the log-likelihoods
+equal HFLM.loglikelihood's (request (prompt, " " + choice) there) within 1e-4. A context ending in whitespace
+would differ (ours keeps the space in the context and adds one before the choice). lm_eval's acc_norm divides
+by the choice's length in bytes; our ``length_normalize`` divides by its number of tokens.
 """
 
 from __future__ import annotations
@@ -11,9 +27,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from pathlib import Path
+
 from .data import target_text
-from .modeling import enable_selected_logits
-from .runtime import is_main_process
+from .errors import BloomzTuneError
+from .eval_tasks import TASKS
+from .modeling import causal_lm, enable_selected_logits, load_model, load_tokenizer
+from .runtime import is_main_process, print0
 
 
 def encode_requests(tokenizer, requests: list[tuple[str, str]], max_length: int = 2048):
@@ -29,15 +49,59 @@ def encode_requests(tokenizer, requests: list[tuple[str, str]], max_length: int 
 
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
-                   max_length: int = 2048, progress: bool = True) -> list[float]:
-    """Sum of log p(continuation tokens | context) for each (context, continuation) request."""
+                   max_length: int = 2048, progress: bool = True, share_prompts: bool = True) -> list[float]:
+    """Sum of log p(continuation tokens | context) for each (context, continuation) request.
+
+    With ``share_prompts`` (the default), requests whose contexts are the same token ids are scored together:
+    the context runs once and its key/value cache is reused for every continuation (``_score_shared``);
+    ``batch_size`` then counts distinct contexts per forward. Without it every request is one full row
+    (``_score_plain``) and ``batch_size`` counts requests. Both give the same numbers up to float rounding.
+    """
     enable_selected_logits(model)
-    device = next(model.parameters()).device
     encoded = encode_requests(tokenizer, requests, max_length)
+    for (ctx, cont), (context, continuation) in zip(encoded, requests):
+        if not ctx or not cont:
+            raise ValueError(f"empty context or continuation after tokenization: {(context, continuation)!r}")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    bar = tqdm(total=len(encoded), desc="Scoring", disable=not (progress and is_main_process()))
+    score = _score_shared if share_prompts and _can_share(model) else _score_plain
+    scores = score(model, encoded, batch_size, pad, bar)
+    bar.close()
+    return scores
+
+
+def _can_share(model) -> bool:
+    """Shared-prompt scoring calls the backbone and head directly: only for a plain (or peft) causal LM.
+
+    Under DDP, FSDP, DeepSpeed or torch.compile wrappers the call must go through the wrapper's forward, so
+    scoring falls back to one row per request there.
+    """
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(lm, "module") or hasattr(lm, "_orig_mod"):
+        return False
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # older torch
+        FSDPModule = ()
+    if FSDPModule and any(isinstance(m, FSDPModule) for m in lm.modules()):
+        return False
+    return hasattr(lm, "base_model_prefix") and lm.get_output_embeddings() is not None
+
+
+def _pick_logprobs(logits, targets, owner, n_rows, device):
+    """Sum log-softmax(logits)[i, targets[i]] into rows ``owner[i]`` (float64)."""
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    picked = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
+    sums = torch.zeros(n_rows, dtype=torch.float64, device=device)
+    sums.index_add_(0, torch.tensor(owner, device=device), picked.double())
+    return sums.tolist()
+
+
+def _score_plain(model, encoded, batch_size, pad, bar) -> list[float]:
+    """One row per request (context + continuation, right-padded), logits only at continuation positions."""
+    device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
     scores = [0.0] * len(encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    bar = tqdm(total=len(order), desc="Scoring", disable=not (progress and is_main_process()))
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         rows = [encoded[i][0] + encoded[i][1] for i in chunk]
@@ -55,23 +119,96 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
                 owner.append(b)
         logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                        logit_positions=torch.tensor(positions, device=device)).logits
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        picked = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
-        sums = torch.zeros(len(rows), dtype=torch.float64, device=device)
-        sums.index_add_(0, torch.tensor(owner, device=device), picked.double())
-        for b, i in enumerate(chunk):
-            scores[i] = float(sums[b])
+        for i, s in zip(chunk, _pick_logprobs(logits, targets, owner, len(rows), device)):
+            scores[i] = s
         bar.update(len(chunk))
-    bar.close()
     return scores
 
 
+def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
+    """Run each distinct context once, then all of its continuations on top of its key/value cache.
+
+    Step 1: up to ``batch_size`` distinct contexts, left-padded so they all end at the last column; the hidden
+    state there predicts every continuation's first token (a one-token continuation is done). Step 2: the
+    longer continuations minus their last token, right-padded, up to ``CHOICE_ROWS * batch_size`` rows a
+    forward (they are short), each on a copy of its context's cache row. The attention mask is [context mask,
+    continuation mask], so BLOOM's ALiBi positions (built from the mask's running count) and the causal mask
+    are those of the unshared row. Logits are computed only where a continuation token is predicted.
+    """
+    lm = causal_lm(model)
+    backbone, head = getattr(lm, lm.base_model_prefix), lm.get_output_embeddings()
+    device = next(model.parameters()).device
+    groups: dict[tuple, list[int]] = {}
+    for i, (ctx, _) in enumerate(encoded):
+        groups.setdefault(tuple(ctx), []).append(i)
+    contexts = sorted(groups, key=len, reverse=True)  # batch by length
+    scores = [0.0] * len(encoded)
+    for start in range(0, len(contexts), batch_size):
+        batch = contexts[start:start + batch_size]
+        width = len(batch[0])
+        ctx_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        ctx_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for g, ctx in enumerate(batch):
+            ctx_ids[g, width - len(ctx):] = torch.tensor(ctx)
+            ctx_mask[g, width - len(ctx):] = 1
+        ctx_mask = ctx_mask.to(device)
+        out = backbone(input_ids=ctx_ids.to(device), attention_mask=ctx_mask, use_cache=True)
+        members = [(g, i) for g, ctx in enumerate(batch) for i in groups[ctx]]
+        logprobs = F.log_softmax(head(out[0][:, -1]).float(), dim=-1)  # first continuation tokens
+        for g, i in members:
+            scores[i] = float(logprobs[g, encoded[i][1][0]].double())
+        longer = sorted(((g, i) for g, i in members if len(encoded[i][1]) > 1), key=lambda m: -len(encoded[m[1]][1]))
+        step = CHOICE_ROWS * batch_size
+        for k in range(0, len(longer), step):
+            chunk = longer[k:k + step]
+            last = k + step >= len(longer)  # the last chunk may consume the cache
+            for i, s in zip([i for _, i in chunk], _score_on_cache(backbone, head, out.past_key_values, ctx_mask,
+                                                                    chunk, encoded, pad, device, keep=not last)):
+                scores[i] += s
+        bar.update(len(members))
+    return scores
+
+
+CHOICE_ROWS = 4  # continuation rows per step-2 forward, in units of batch_size
+
+
+def _score_on_cache(backbone, head, cache, ctx_mask, chunk, encoded, pad, device, keep: bool) -> list[float]:
+    """Tokens 2.. of each continuation in ``chunk`` ((context row, request) pairs) on the contexts' cache rows.
+
+    The cache is changed in place (rows selected, continuation appended) unless ``keep``: then a shallow copy
+    is used (selecting rows and appending build new tensors, so the original's stay as they are).
+    """
+    import copy
+
+    rows = torch.tensor([g for g, _ in chunk], device=device)
+    if keep:
+        cache = copy.copy(cache)
+        cache.layers = [copy.copy(layer) for layer in cache.layers]
+    cache.batch_select_indices(rows)
+    width = max(len(encoded[i][1]) - 1 for _, i in chunk)
+    cont_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+    cont_mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    positions, targets, owner = [], [], []
+    for r, (_, i) in enumerate(chunk):
+        cont = encoded[i][1]
+        cont_ids[r, :len(cont) - 1] = torch.tensor(cont[:-1])
+        cont_mask[r, :len(cont) - 1] = 1
+        for t in range(1, len(cont)):
+            positions.append((r, t - 1))
+            targets.append(cont[t])
+            owner.append(r)
+    mask = torch.cat([ctx_mask[rows], cont_mask.to(device)], dim=1)
+    hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask, past_key_values=cache, use_cache=True)[0]
+    pos = torch.tensor(positions, device=device)
+    return _pick_logprobs(head(hidden[pos[:, 0], pos[:, 1]]), targets, owner, len(chunk), device)
+
+
 def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, max_length: int = 2048,
-                  length_normalize: bool = False, progress: bool = True) -> dict:
+                  length_normalize: bool = False, progress: bool = True, share_prompts: bool = True) -> dict:
     """Score every choice of every example; examples are dicts with ``prompt``, ``choices``, ``label`` (index).
 
     Returns accuracy, count and the per-example predictions. ``length_normalize`` divides each choice's sum by
-    its token count (an option; BLOOMZ used plain sums).
+    its token count (an option; BLOOMZ used plain sums). ``share_prompts``: see ``loglikelihoods``.
     """
     requests, spans = [], []
     for ex in examples:
@@ -79,7 +216,7 @@ def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, 
             raise ValueError(f"rank classification needs at least 2 choices, got {ex['choices']!r}")
         spans.append((len(requests), len(ex["choices"])))
         requests.extend((ex["prompt"], c) for c in ex["choices"])
-    scores = loglikelihoods(model, tokenizer, requests, batch_size, max_length, progress)
+    scores = loglikelihoods(model, tokenizer, requests, batch_size, max_length, progress, share_prompts)
     if length_normalize:
         lengths = [len(c) for _, c in encode_requests(tokenizer, requests, max_length)]
         scores = [s / n for s, n in zip(scores, lengths)]
@@ -90,3 +227,257 @@ def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, 
     correct = sum(int(p == ex["label"]) for p, ex in zip(predictions, examples))
     return {"accuracy": correct / len(examples) if examples else float("nan"), "correct": correct,
             "total": len(examples), "predictions": predictions}
+
+
+# ---- held-out tasks ----------------------------------------------------------------------------------------------
+
+# A fixed handful of prompts answered greedily after the scores: a broken model shows at a glance.
+SANITY_PROMPTS = [
+    "Translate to English: Le chat dort sur le canapé.",
+    "Translate to French: I would like a cup of coffee.",
+    "Question: What is the capital of Japan?\nAnswer:",
+    "¿Cuál es el río más largo de Europa?",
+    "Review: The battery died after two days and support never answered. Is this review positive or negative?",
+    "这家餐厅的菜很好吃，服务也很周到。这条评论是正面的还是负面的？",
+]
+
+
+def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts: int = 5,
+                  data_dirs: dict | None = None) -> dict:
+    """Check the request and load every dataset before any model runs: {(task, language): loaded rows}.
+
+    Raises BloomzTuneError for an unknown task or language, a bad --data-dir, a missing split or column, too
+    many prompts, or a task left empty after ``limit``.
+    """
+    from .eval_tasks import TASK_GROUPS, load_task_rows, prompts_for, resolve_tasks
+
+    if limit is not None and limit < 1:
+        raise BloomzTuneError(f"limit must be a positive number of examples, got {limit}")
+    plan = resolve_tasks(tasks, languages)
+    data_dirs = {name: folder for key, folder in (data_dirs or {}).items()
+                 for name in (TASK_GROUPS.get(key, (key,)) if key != "all" else (key,))}
+    unknown = [t for t in data_dirs if t not in TASKS]
+    if unknown:
+        raise BloomzTuneError(f"data folder given for unknown task(s) {', '.join(unknown)}; "
+                              f"valid tasks: {', '.join(TASKS)}")
+    loaded = {}
+    for task, langs in plan.items():
+        for language in langs:
+            prompts_for(task, language, prompts)
+            loaded[(task, language)] = load_task_rows(task, language, data_dirs.get(task), limit)
+    return loaded
+
+
+@torch.no_grad()
+def generate_samples(model, tokenizer, prompts: list[str] = SANITY_PROMPTS, max_new_tokens: int = 24) -> list[dict]:
+    """Greedy answers (prompt tokenized without special tokens, generation stops at EOS)."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    generator = model if hasattr(model, "generate") else causal_lm(model)  # DDP and the like have no generate
+    out = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+        generated = generator.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                       max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                       eos_token_id=tokenizer.eos_token_id)
+        out.append({"prompt": prompt,
+                    "output": tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True).strip()})
+    return out
+
+
+def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | None = None, prompts: int = 5,
+                   batch_size: int = 16, output_dir=None, data_dirs: dict | None = None,
+                   length_normalize: bool = False, max_length: int = 2048, generation: bool = True,
+                   model_name: str | None = None, progress: bool = True, prepared: dict | None = None) -> dict:
+    """Zero-shot rank classification of ``model`` on held-out tasks, as BLOOMZ was evaluated.
+
+    ``tasks``: names or a comma list (None or empty: xnli, xcopa, xstorycloze, xwinograd; "anli": its three
+    rounds; "all": every task); ``languages``: None or empty for each task's paper languages; ``limit``: examples per (task, language);
+    ``prompts``: the first K of our prompts per dataset; ``data_dirs``: {task: local folder}. Writes
+    results.json, results.md and accuracy.png into ``output_dir`` (when given, on the main process) and
+    returns the results dict. Every dataset is loaded and checked before the model runs (``prepared``: what
+    ``prepare_tasks`` returned for the same arguments, to skip loading them again).
+    """
+    from .eval_report import aggregate, write_results
+    from .eval_tasks import prompts_for
+
+    loaded = prepared if prepared is not None else prepare_tasks(tasks, languages, limit, prompts, data_dirs)
+    was_training = model.training
+    model.eval()
+    per_prompt: dict = {}
+    try:
+        for (task, language), data in loaded.items():
+            chosen = prompts_for(task, language, prompts)
+            examples = [p.render(row) for p in chosen for row in data["rows"]]
+            print0(f"{task} {language}: {len(data['rows'])} examples x {len(chosen)} prompts")
+            result = rank_classify(model, tokenizer, examples, batch_size=batch_size, max_length=max_length,
+                                   length_normalize=length_normalize, progress=progress)
+            n = len(data["rows"])
+            per_prompt.setdefault(task, {})[language] = {
+                p.name: _accuracy(result["predictions"][k * n:(k + 1) * n], examples[k * n:(k + 1) * n])
+                for k, p in enumerate(chosen)}
+        samples = generate_samples(model, tokenizer) if generation else []
+    finally:
+        model.train(was_training)
+    results = {
+        "model": model_name or getattr(getattr(causal_lm(model), "config", None), "_name_or_path", None),
+        "settings": {"tasks": {t: list(langs) for t, langs in per_prompt.items()}, "limit": limit,
+                     "prompts": prompts, "batch_size": batch_size, "length_normalize": length_normalize,
+                     "max_length": max_length},
+        "datasets": {f"{t}/{lang}": {k: d[k] for k in ("source", "config", "split", "skipped")}
+                     for (t, lang), d in loaded.items()},
+        "tasks": aggregate(per_prompt),
+        "generation": samples,
+    }
+    if output_dir is not None and is_main_process():
+        write_results(results, output_dir)
+        print0(f"wrote results to {output_dir}")
+    return results
+
+
+def _accuracy(predictions, examples) -> dict:
+    correct = sum(int(p == ex["label"]) for p, ex in zip(predictions, examples))
+    return {"accuracy": correct / len(examples), "correct": correct, "total": len(examples)}
+
+
+# ---- models and adapters -----------------------------------------------------------------------------------------
+
+def load_for_eval(name_or_path: str, dtype: str = "auto", device: str | None = None, revision: str | None = None,
+                  trust_remote_code: bool = False):
+    """A model folder, a LoRA adapter folder (base model from adapter_config.json) or a Hub id -> (model, tokenizer).
+
+    An adapter's tokenizer is the adapter folder's own when it has one, else the base model's; it must be the
+    base model's tokenizer (same vocabulary) and fit the base model's embedding.
+    """
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        if (folder / "adapter_config.json").is_file():
+            model, tokenizer = _load_adapter(folder, dtype, revision, trust_remote_code)
+        elif (folder / "config.json").is_file():
+            tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+            model = load_model(str(folder), dtype=dtype, trust_remote_code=trust_remote_code)
+        else:
+            raise BloomzTuneError(f"{folder} is neither a model folder (config.json) nor a LoRA adapter folder "
+                                  "(adapter_config.json)")
+    elif folder.exists():
+        raise BloomzTuneError(f"{folder} is a file; give a model folder, an adapter folder or a Hub id")
+    else:
+        tokenizer = load_tokenizer(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        model = load_model(name_or_path, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code)
+    _check_vocab(tokenizer, model, name_or_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def _load_adapter(folder: Path, dtype, revision, trust_remote_code):
+    import json
+
+    from peft import PeftModel
+
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise BloomzTuneError(f"{folder}/adapter_config.json names no base_model_name_or_path")
+    base_tokenizer = None
+    try:
+        base_tokenizer = load_tokenizer(base, trust_remote_code=trust_remote_code)
+    except BloomzTuneError:
+        pass
+    has_own = any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code) if has_own else base_tokenizer
+    if tokenizer is None:
+        raise BloomzTuneError(f"no tokenizer for adapter {folder}: none in the folder and none loadable from its "
+                              f"base model {base!r}")
+    if has_own and base_tokenizer is not None and tokenizer.get_vocab() != base_tokenizer.get_vocab():
+        raise BloomzTuneError(f"the tokenizer of adapter {folder} is not the tokenizer of its base model {base!r} "
+                              "(different vocabularies): the adapter was trained on another base model")
+    model = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code)
+    _check_vocab(tokenizer, model, str(folder))
+    try:
+        model = PeftModel.from_pretrained(model, str(folder), revision=revision)
+    except RuntimeError as err:  # size mismatch: the adapter's shapes are not the base model's
+        raise BloomzTuneError(f"adapter {folder} does not fit its base model {base!r}: {err}") from err
+    return model, tokenizer
+
+
+def _check_vocab(tokenizer, model, where: str) -> None:
+    rows = causal_lm(model).get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise BloomzTuneError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
+                              f"{rows} rows; the tokenizer does not belong to this model")
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+
+def build_parser():
+    import argparse
+
+    from .eval_tasks import MULTILINGUAL_TASKS
+
+    parser = argparse.ArgumentParser(
+        prog="bloomz-tune eval",
+        description="Zero-shot rank classification on BLOOMZ's held-out tasks; writes results.json, results.md "
+                    "and accuracy.png.")
+    parser.add_argument("model", help="Hub id, local model folder, or LoRA adapter folder")
+    parser.add_argument("--tasks", default=",".join(MULTILINGUAL_TASKS),
+                        help=f"comma list of {', '.join(TASKS)}; 'anli' for its three rounds, 'all' for every "
+                             "task (default: %(default)s)")
+    parser.add_argument("--languages", default=None,
+                        help="comma list (default: each task's languages in the BLOOMZ paper)")
+    parser.add_argument("--output", required=True, help="folder for results.json, results.md, accuracy.png")
+    parser.add_argument("--limit", type=int, default=None, help="at most N examples per task and language")
+    parser.add_argument("--prompts", type=int, default=5, help="prompts per dataset (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="distinct prompts per forward; their choices share them (default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=2048, help="tokens per request (default: %(default)s)")
+    parser.add_argument("--dtype", default="auto", help="auto, bf16-if-supported, float32, bfloat16, float16")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="TASK=FOLDER",
+                        help="read TASK from a local folder (a copy of the Hub repository, or for StoryCloze the "
+                             "release files); repeat for several tasks")
+    parser.add_argument("--length-normalize", action="store_true",
+                        help="score choices by mean instead of sum of token log-probabilities (BLOOMZ: sum)")
+    parser.add_argument("--no-generation", action="store_true", help="skip the greedy generation sanity check")
+    parser.add_argument("--revision", default=None, help="Hub revision of MODEL")
+    parser.add_argument("--trust-remote-code", action="store_true")
+    return parser
+
+
+def parse_data_dirs(values: list[str]) -> dict[str, str]:
+    dirs = {}
+    for value in values:
+        for item in value.split(","):
+            task, sep, folder = item.partition("=")
+            if not sep or not task.strip() or not folder.strip():
+                raise BloomzTuneError(f"--data-dir expects TASK=FOLDER, got {item!r}")
+            dirs[task.strip()] = folder.strip()
+    return dirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bloomz-tune eval MODEL --tasks ... --output DIR``: evaluate and write the results; returns 0."""
+    from .runtime import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    data_dirs = parse_data_dirs(args.data_dir)
+    prepared = prepare_tasks(args.tasks, args.languages, args.limit, args.prompts, data_dirs)  # fail before the model
+    model, tokenizer = load_for_eval(args.model, args.dtype, args.device, args.revision, args.trust_remote_code)
+    results = evaluate_model(model, tokenizer, args.tasks, args.languages, limit=args.limit, prompts=args.prompts,
+                             batch_size=args.batch_size, output_dir=args.output, data_dirs=data_dirs,
+                             length_normalize=args.length_normalize, max_length=args.max_length,
+                             generation=not args.no_generation, model_name=args.model, prepared=prepared)
+    for task, r in results["tasks"].items():
+        medians = ", ".join(f"{lang} {100 * v['median']:.2f}" for lang, v in r["languages"].items())
+        print0(f"{r['title']}: mean of medians {100 * r['mean_of_medians']:.2f} ({medians})")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main())
+    except BloomzTuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,143 @@
+"""Zero-shot scoring throughput: bloomz_tune's rank scorer vs lm-evaluation-harness's HFLM, side by side.
+
+    python benchmarks/eval_throughput.py                     # BLOOM's 250,880-token head on a small body
+    python benchmarks/eval_throughput.py --vocab-size 0      # the tokenizer's own tiny vocabulary
+    python benchmarks/eval_throughput.py --layers 24 --hidden 1024 --heads 16 --device cuda   # bloom-560m shape
+
+Both score the same (context, continuation) requests (every prompt of every task on the bundled fixture rows)
+with the same saved random BLOOM, one after the other in one process. Printed: requests/s for lm_eval's
+``HFLM.loglikelihood`` (its defaults: full logits, its own reuse of one-token continuations), for ours
+without prompt sharing (logits only at continuation positions) and for ours as shipped (each distinct prompt
+run once, its choices scored on its key/value cache); the ratios to lm_eval; the largest log-likelihood
+difference; whether the chosen answers are identical. Needs the ``lm_eval`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FIXTURES = ROOT / "tests" / "fixtures" / "eval"
+FOLDERS = {"xnli": "xnli", "xcopa": "xcopa", "xstorycloze": "xstory_cloze", "xwinograd": "xwinograd",
+           "anli_r1": "anli", "anli_r2": "anli", "anli_r3": "anli", "cb": "super_glue", "rte": "super_glue",
+           "copa": "super_glue", "winogrande": "winogrande", "storycloze": "story_cloze"}
+FIXTURE_LANGUAGES = {"xnli": ("en", "fr", "zh"), "xcopa": ("zh", "id"), "xstorycloze": ("en", "zh"),
+                     "xwinograd": ("en", "fr", "zh")}
+
+
+def build_examples() -> list[dict]:
+    from bloomz_tune.eval_tasks import load_task_rows, prompts_for
+
+    examples = []
+    for task, folder in FOLDERS.items():
+        for language in FIXTURE_LANGUAGES.get(task, ("en",)):
+            rows = load_task_rows(task, language, str(FIXTURES / folder))["rows"]
+            examples += [p.render(r) for p in prompts_for(task, language) for r in rows]
+    return examples
+
+
+def save_model(directory: Path, examples, args) -> None:
+    from bloomz_tune.tiny import build_tiny_bloom, build_tiny_tokenizer
+
+    texts = [ex["prompt"] + " " + " ".join(ex["choices"]) for ex in examples] * 5
+    tokenizer = build_tiny_tokenizer(texts, vocab_size=1024)
+    overrides = dict(hidden_size=args.hidden, n_layer=args.layers, n_head=args.heads)
+    if args.vocab_size:
+        overrides["vocab_size"] = args.vocab_size
+    build_tiny_bloom(tokenizer, seed=0, **overrides).save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+
+
+def choices_from(scores, examples):
+    picked, start = [], 0
+    for ex in examples:
+        chunk = scores[start:start + len(ex["choices"])]
+        picked.append(max(range(len(chunk)), key=chunk.__getitem__))
+        start += len(ex["choices"])
+    return picked
+
+
+def timed(fn, repeats: int):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab-size", type=int, default=250880, help="model vocabulary (0: the tokenizer's)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8, help="requests per forward, for both")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; the best is reported")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+
+    import torch
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from bloomz_tune.evaluation import loglikelihoods
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    examples = build_examples()
+    requests = [(ex["prompt"], c) for ex in examples for c in ex["choices"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(Path(tmp), examples, args)
+        lm = HFLM(pretrained=tmp, device=args.device, dtype="float32", batch_size=args.batch_size)
+    model, tokenizer = lm.model.eval(), lm.tokenizer
+    n_ctx = sum(len(c) for c, _ in lm_tok(lm, requests))
+    print(f"model: {args.layers} layers, hidden {args.hidden}, vocab {model.config.vocab_size}, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, {args.device}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"requests: {len(requests)} from {len(examples)} examples ({len({c for c, _ in requests})} distinct "
+          f"prompts), {n_ctx / len(requests):.0f} context tokens per request on average; batch {args.batch_size}")
+
+    def run_lm_eval():
+        instances = [Instance(request_type="loglikelihood", doc={}, arguments=(c, " " + x), idx=i)
+                     for i, (c, x) in enumerate(requests)]
+        return [lp for lp, _ in lm.loglikelihood(instances, disable_tqdm=True)]
+
+    def run_ours(share):
+        return lambda: loglikelihoods(model, tokenizer, requests, batch_size=args.batch_size, progress=False,
+                                      share_prompts=share)
+
+    loglikelihoods(model, tokenizer, requests[:8], progress=False)  # warm-up, both
+    lm.loglikelihood([Instance(request_type="loglikelihood", doc={}, arguments=(c, " " + x), idx=i)
+                      for i, (c, x) in enumerate(requests[:8])], disable_tqdm=True)
+    t_ref, ref = timed(run_lm_eval, args.repeats)
+    t_plain, plain = timed(run_ours(False), args.repeats)
+    t_shared, shared = timed(run_ours(True), args.repeats)
+    ref_choices = choices_from(ref, examples)
+    print(f"{'scorer':<36}{'seconds':>9}{'requests/s':>12}{'vs lm_eval':>12}{'max |dlogp|':>13}{'same choices':>14}")
+    for name, seconds, scores in [("lm_eval HFLM.loglikelihood", t_ref, ref),
+                                  ("bloomz_tune, no prompt sharing", t_plain, plain),
+                                  ("bloomz_tune (shared prompts)", t_shared, shared)]:
+        diff = max(abs(a - b) for a, b in zip(scores, ref))
+        same = choices_from(scores, examples) == ref_choices
+        print(f"{name:<36}{seconds:>9.2f}{len(requests) / seconds:>12.1f}{t_ref / seconds:>11.2f}x"
+              f"{diff:>13.1e}{str(same):>14}")
+
+
+def lm_tok(lm, requests):
+    return [lm._encode_pair(c, " " + x) for c, x in requests]
+
+
+if __name__ == "__main__":
+    main()
