@@ -64,9 +64,13 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
     print0(f"recipe {recipe_path} -> run directory {run_dir}")
 
     # ---- data: the mixture --------------------------------------------------------------------------------
+    from accelerate import PartialState
+
     from bloomz_tune.mixture import load_built_mixture, prepare_mixture
 
-    built = prepare_mixture(recipe.data.mixture, Path(recipe.data.mixture_cache).expanduser())
+    with PartialState().main_process_first():  # rank 0 builds (or finds) the mixture; the others then reuse it
+        built = prepare_mixture(recipe.data.mixture, Path(recipe.data.mixture_cache).expanduser(),
+                                num_proc=recipe.data.num_proc or 1)
     mixture = load_built_mixture(built)
     if is_main_process() and (built / "datasheet.json").exists():
         (run_dir / "datasheet.json").write_text((built / "datasheet.json").read_text(encoding="utf-8"),
@@ -74,7 +78,8 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
     print0(f"mixture {built}: {len(mixture['train']):,} train rows, {len(mixture['validation']):,} validation rows")
 
     # ---- tokenizer and model (+ LoRA) ---------------------------------------------------------------------
-    from bloomz_tune.modeling import apply_lora, enable_selected_logits, load_model, load_tokenizer
+    from bloomz_tune.attention import install_packed_attention
+    from bloomz_tune.modeling import apply_lora, load_model, load_tokenizer
 
     model_path = recipe.model.name_or_path
     if recipe.model.tiny is not None:
@@ -87,7 +92,7 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
         lora = recipe.lora
         model = apply_lora(model, lora.r, lora.lora_alpha, lora.lora_dropout, lora.target_modules, lora.bias,
                            lora.modules_to_save)
-    enable_selected_logits(model)
+    install_packed_attention(model, impl=recipe.model.attn_implementation)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     print0(f"model {model_path}: {total:,} parameters, {trainable:,} trainable "
@@ -95,13 +100,29 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
 
     # ---- tokenize -----------------------------------------------------------------------------------------
     from bloomz_tune.data import PaddingCollator, tokenize_mixture
+    from bloomz_tune.packing import PackedCollator, pack_dataset
 
     train_set, counts = tokenize_mixture(mixture["train"], tokenizer, recipe.data.max_length,
                                          recipe.data.overlong, recipe.data.num_proc)
-    print0("tokenized train rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    print0("tokenized train samples: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if len(train_set) == 0:
         raise BloomzTuneError(f"no training rows left after tokenization ({counts}); raise data.max_length?")
-    collator = PaddingCollator(tokenizer.pad_token_id)
+    if recipe.data.packing:
+        train_set, packing_stats = pack_dataset(train_set, recipe.data.max_length, recipe.data.packing_strategy,
+                                                recipe.data.overlong)
+        print0(f"packed: {packing_stats}")
+        static = recipe.data.max_length if recipe.model.attn_implementation == "flex" else None
+        collator = PackedCollator(tokenizer.pad_token_id, max_length=static)
+    else:
+        collator = PaddingCollator(tokenizer.pad_token_id)
+
+    # ---- evaluation data, checked before any training ----------------------------------------------------
+    zero_shot_data = None
+    if recipe.eval.tasks:
+        from bloomz_tune.evaluation import prepare_tasks
+
+        e = recipe.eval
+        zero_shot_data = prepare_tasks(e.tasks, e.languages or None, e.limit, e.prompts, e.data_dirs)
 
     # ---- sanity check before training ---------------------------------------------------------------------
     sanity_examples = sanity_set(mixture["validation"], recipe.eval.sanity_examples) if recipe.eval.sanity else []
@@ -139,6 +160,16 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
         results["sanity"]["after"] = sanity_accuracy(model, tokenizer, sanity_examples, recipe)
         print0(f"sanity rank-classification accuracy: before {results['sanity']['before']:.3f} -> "
                f"after {results['sanity']['after']:.3f}")
+    if zero_shot_data is not None:
+        from bloomz_tune.evaluation import evaluate_model
+
+        e = recipe.eval
+        zero_shot = evaluate_model(model, tokenizer, e.tasks, e.languages or None, e.limit, e.prompts,
+                                   e.batch_size, output_dir=run_dir / "eval" / "zero_shot", data_dirs=e.data_dirs,
+                                   max_length=recipe.data.max_length, model_name=str(final_dir),
+                                   prepared=zero_shot_data)
+        results["zero_shot"] = {"results": "zero_shot/results.json", "mean_of_medians":
+                                {task: r.get("mean_of_medians") for task, r in zero_shot.get("tasks", {}).items()}}
     if is_main_process():
         eval_dir = run_dir / "eval"
         eval_dir.mkdir(exist_ok=True)

@@ -52,8 +52,9 @@ class ModelSection:
     """Weights' dtype: float32, bfloat16, float16, auto (as saved), bf16-if-supported (bf16 on a GPU that has it)."""
     trust_remote_code: bool = False
     """Run code from the model repository. Off unless you trust it."""
-    attn_implementation: str = "eager"
-    """Attention kernel. ``eager`` is transformers' own BLOOM attention."""
+    attn_implementation: str = "sdpa"
+    """BLOOM attention: ``sdpa`` (ALiBi + segment mask through torch's scaled_dot_product_attention; required
+    for packing), ``flex`` (FlexAttention, GPU, no attention dropout), or ``eager`` (stock transformers)."""
     hidden_dropout: float | None = None
     """Dropout after attention and MLP; None keeps the checkpoint's config (0.0 in the released BLOOM configs).
     BLOOMZ's tr13 scripts set none, so Megatron's default 0.1 applied."""
@@ -88,7 +89,9 @@ class DataSection:
     overlong: str = "skip"
     """A sample longer than max_length: ``skip`` it (as BLOOMZ) or ``truncate_left`` its inputs."""
     packing: bool = False
-    """Pack several samples into each row, kept apart by a segment mask."""
+    """Pack several samples into each row, kept apart by a segment mask (as BLOOMZ); needs sdpa or flex."""
+    packing_strategy: str = "best_fit"
+    """``best_fit`` (fuller rows) or ``greedy`` (BLOOMZ's, in order)."""
     num_proc: int | None = None
     """Processes for tokenization and mixture building (None: in this process)."""
 
@@ -171,6 +174,7 @@ CHOICES = {
     "model.attn_implementation": ("eager", "sdpa", "flex"),
     "lora.bias": ("none", "all", "lora_only"),
     "data.overlong": ("skip", "truncate_left"),
+    "data.packing_strategy": ("best_fit", "greedy"),
     "training.loss_type": ("sample_mean", "token_mean"),
     "training.lr_scheduler_type": ("constant", "constant_with_warmup", "linear", "cosine",
                                    "cosine_with_restarts", "polynomial", "inverse_sqrt"),
@@ -362,6 +366,11 @@ def _check_values(recipe: Recipe, problems: list[str]) -> None:
         value = getattr(recipe.model, name)
         if value is not None and not 0 <= value < 1:
             problems.append(f"model.{name}: must be in [0, 1), got {value}")
+    if recipe.data.packing and recipe.model.attn_implementation == "eager":
+        problems.append("data.packing: stock eager attention would let packed samples see each other; "
+                        "set model.attn_implementation to sdpa or flex")
+    if recipe.model.attn_implementation == "flex" and (recipe.model.attention_dropout or 0) > 0:
+        problems.append("model.attention_dropout: flex attention has no dropout; use sdpa or set it to 0")
     if not 0 <= recipe.lora.lora_dropout < 1:
         problems.append(f"lora.lora_dropout: must be in [0, 1), got {recipe.lora.lora_dropout}")
     if recipe.lora.enabled and not recipe.lora.target_modules:

@@ -9,9 +9,6 @@ accumulation and data parallelism give exactly the loss of one big batch.
 from __future__ import annotations
 
 import json
-import resource
-import sys
-import time
 from pathlib import Path
 
 import torch
@@ -19,14 +16,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
 from .loss import batch_loss_sum, count_items
-
-
-def peak_memory_gb() -> float:
-    """Peak GPU memory allocated by torch, or, on CPU, the process's peak resident memory."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**30
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 2**30 if sys.platform == "darwin" else kb / 2**20
+from .modeling import causal_lm
+from .throughput import ThroughputMeter
 
 
 class BloomzTrainer(Trainer):
@@ -37,9 +28,7 @@ class BloomzTrainer(Trainer):
     def __init__(self, *args, loss_type: str = "sample_mean", **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_type = loss_type
-        self._tokens = 0
-        self._targets = 0
-        self._since = time.perf_counter()
+        self.meter = ThroughputMeter(causal_lm(self.model).config, device=self.args.device)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         items = sum(count_items(b["labels"], b.get("segment_ids"), self.loss_type) for b in batch_samples)
@@ -57,21 +46,23 @@ class BloomzTrainer(Trainer):
             # processes, which this factor undoes.
             loss = loss_sum / num_items_in_batch.clamp(min=1) * self.accelerator.num_processes
         if model.training:
-            self._tokens += int(inputs["attention_mask"].sum())
-            self._targets += n_targets
+            self.meter.update(inputs, logit_tokens=n_targets)
         return (loss, None) if return_outputs else loss
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if "loss" in logs:
-            counts = torch.tensor([self._tokens, self._targets], dtype=torch.float64, device=self.args.device)
-            if self.accelerator.num_processes > 1:
-                counts = self.accelerator.reduce(counts, reduction="sum")
-            elapsed = max(time.perf_counter() - self._since, 1e-9)
-            logs["tokens_per_second"] = round(float(counts[0]) / elapsed, 1)
-            logs["target_tokens_per_second"] = round(float(counts[1]) / elapsed, 1)
-            logs["peak_memory_gb"] = round(peak_memory_gb(), 3)
-            self._tokens = self._targets = 0
-            self._since = time.perf_counter()
+            rates = self.meter.read()
+            summed = torch.tensor([rates["real_tokens_per_s"], rates["target_tokens_per_s"], rates["tflops"]],
+                                  dtype=torch.float64, device=self.args.device)
+            if self.accelerator.num_processes > 1:  # rates add up over processes; memory is per process
+                summed = self.accelerator.reduce(summed, reduction="sum")
+            logs["tokens_per_second"] = round(float(summed[0]), 1)
+            logs["target_tokens_per_second"] = round(float(summed[1]), 1)
+            logs["packing_efficiency"] = round(rates["packing_efficiency"], 4)
+            logs["peak_memory_gb"] = round(rates["peak_memory_gib"], 3)
+            if "mfu" in rates:
+                logs["tflops"] = round(float(summed[2]), 2)
+                logs["mfu"] = round(rates["mfu"], 4)
         super().log(logs, start_time)
 
 
@@ -79,7 +70,8 @@ def format_log_line(step: int, max_steps: int, logs: dict) -> str:
     """The one fixed-format line printed per logging step."""
     return (f"step {step:>6}/{max_steps} | loss {logs['loss']:.4f} | lr {logs.get('learning_rate', 0):.2e} | "
             f"tok/s {logs.get('tokens_per_second', 0):,.0f} | target tok/s {logs.get('target_tokens_per_second', 0):,.0f}"
-            f" | peak mem {logs.get('peak_memory_gb', 0):.2f} GB")
+            f" | packing {logs.get('packing_efficiency', 0):.1%} | peak mem {logs.get('peak_memory_gb', 0):.2f} GB"
+            + (f" | MFU {logs['mfu']:.1%}" if "mfu" in logs else ""))
 
 
 class LineProgressCallback(ProgressCallback):
