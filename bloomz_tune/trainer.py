@@ -135,4 +135,5 @@ def training_arguments(recipe, checkpoint_dir: str | Path) -> TrainingArguments:
         train_sampling_strategy="random" if recipe.data.packing else "group_by_length",
         length_column_name="length",
         ddp_find_unused_parameters=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
