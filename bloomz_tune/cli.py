@@ -4,6 +4,7 @@
     bloomz-tune mixture build SPEC.yaml --output DIR           build an xP3-style mixture
     bloomz-tune mixture show DIR                               print a built mixture's datasheet and samples
     bloomz-tune eval MODEL --tasks xnli,xcopa --output DIR     zero-shot evaluation
+    bloomz-tune share RUN_DIR --repo-id you/name               model card + push to the Hub
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ COMMANDS = {
     "train": ("bloomz_tune.finetune", "fine-tune BLOOM from a recipe"),
     "mixture": ("bloomz_tune.mixture", "build or inspect an xP3-style mixture"),
     "eval": ("bloomz_tune.evaluation", "zero-shot evaluation on held-out tasks"),
+    "share": ("bloomz_tune.share", "write the model card and push a run to the Hub"),
 }
 
 

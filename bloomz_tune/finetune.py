@@ -9,8 +9,8 @@ Run it (the recipe path first, then any ``section.key=value`` overrides):
 Multi-GPU: add ``--config_file recipes/accelerate/<ddp|fsdp|deepspeed_zero3>.yaml`` to accelerate launch.
 
 The run directory (``output_dir``) receives: recipe.resolved.yaml, datasheet.json (the mixture's),
-metrics.jsonl, checkpoints/, final/ (adapter or full model + tokenizer, safetensors), eval/results.json and
-loss.png.
+metrics.jsonl, checkpoints/, final/ (adapter or full model + tokenizer, safetensors, model card),
+eval/results.json (+ eval/zero_shot/ when the recipe names tasks) and loss.png.
 """
 
 from __future__ import annotations
@@ -68,9 +68,16 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
 
     from bloomz_tune.mixture import load_built_mixture, prepare_mixture
 
+    from bloomz_tune.modeling import load_tokenizer
+
+    # A real model's tokenizer is known up front: the datasheet then counts tokens too. (A tiny demo model's
+    # tokenizer is trained on the mixture, so it comes after.)
+    tokenizer = None
+    if recipe.model.tiny is None:
+        tokenizer = load_tokenizer(recipe.model.name_or_path, recipe.model.revision, recipe.model.trust_remote_code)
     with PartialState().main_process_first():  # rank 0 builds (or finds) the mixture; the others then reuse it
         built = prepare_mixture(recipe.data.mixture, Path(recipe.data.mixture_cache).expanduser(),
-                                num_proc=recipe.data.num_proc or 1)
+                                num_proc=recipe.data.num_proc or 1, tokenizer=tokenizer)
     mixture = load_built_mixture(built)
     if is_main_process() and (built / "datasheet.json").exists():
         (run_dir / "datasheet.json").write_text((built / "datasheet.json").read_text(encoding="utf-8"),
@@ -79,12 +86,12 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
 
     # ---- tokenizer and model (+ LoRA) ---------------------------------------------------------------------
     from bloomz_tune.attention import install_packed_attention
-    from bloomz_tune.modeling import apply_lora, load_model, load_tokenizer
+    from bloomz_tune.modeling import apply_lora, load_model
 
     model_path = recipe.model.name_or_path
     if recipe.model.tiny is not None:
         model_path = str(build_tiny_base(recipe, mixture["train"], run_dir / "base_model"))
-    tokenizer = load_tokenizer(model_path, recipe.model.revision, recipe.model.trust_remote_code)
+        tokenizer = load_tokenizer(model_path)
     model = load_model(model_path, recipe.model.dtype, recipe.model.revision, recipe.model.trust_remote_code,
                        hidden_dropout=recipe.model.hidden_dropout,
                        attention_dropout=recipe.model.attention_dropout)
@@ -177,6 +184,14 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
         from bloomz_tune.plots import plot_loss
 
         plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+
+    # ---- share ----------------------------------------------------------------------------------------------
+    if is_main_process():
+        from bloomz_tune.share import push_run, write_model_card
+
+        write_model_card(run_dir)
+        if recipe.hub.push_to_hub:
+            print0(f"pushed to {push_run(run_dir, recipe.hub.repo_id, private=recipe.hub.private)}")
     print0(f"done: {run_dir}")
     return results
 
