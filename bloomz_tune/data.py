@@ -69,24 +69,37 @@ def tokenize_mixture(dataset, tokenizer, max_length: int, overlong: str = "skip"
 
 @dataclass
 class PaddingCollator:
-    """Right-pads input_ids / labels / attention_mask to the longest row (or a multiple of ``pad_to_multiple_of``)."""
+    """Rows -> a batch of ``input_ids``, ``attention_mask``, ``labels`` (and ``segment_ids`` when rows have them).
+
+    Rows are right-padded to ``max_length`` when given (static shapes, e.g. for flex attention), else to the
+    longest row rounded up to ``pad_to_multiple_of``. Padding has mask 0, label -100 and segment 0.
+    """
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    max_length: int | None = None
 
     def __call__(self, features: list[dict]) -> dict:
+        from .errors import BloomzTuneError
+
+        if not features:
+            raise BloomzTuneError("the collator got an empty list of rows")
         longest = max(len(f["input_ids"]) for f in features)
-        if self.pad_to_multiple_of:
+        width = longest
+        if self.max_length is not None:
+            if longest > self.max_length:
+                raise BloomzTuneError(f"a row has {longest} tokens, more than max_length={self.max_length}")
+            width = self.max_length
+        elif self.pad_to_multiple_of:
             m = self.pad_to_multiple_of
-            longest = (longest + m - 1) // m * m
-        batch = {
-            "input_ids": torch.full((len(features), longest), self.pad_token_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(features), longest), dtype=torch.long),
-            "labels": torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long),
-        }
+            width = (longest + m - 1) // m * m
+        fill = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX, "segment_ids": 0}
+        keys = [k for k in fill if k in features[0]]
+        batch = {k: torch.full((len(features), width), fill[k], dtype=torch.long) for k in keys}
+        batch["attention_mask"] = torch.zeros((len(features), width), dtype=torch.long)
         for i, f in enumerate(features):
             n = len(f["input_ids"])
-            batch["input_ids"][i, :n] = torch.tensor(f["input_ids"])
+            for k in keys:
+                batch[k][i, :n] = torch.as_tensor(f[k])
             batch["attention_mask"][i, :n] = 1
-            batch["labels"][i, :n] = torch.tensor(f["labels"])
         return batch

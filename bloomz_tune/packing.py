@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .data import PaddingCollator
 from .errors import BloomzTuneError
 from .loss import IGNORE_INDEX
 
@@ -190,7 +191,7 @@ def pack_dataset(dataset, max_length: int = 2048, strategy: str = "best_fit", ov
     return packed, stats
 
 
-class PackedCollator:
+class PackedCollator(PaddingCollator):
     """Packed rows -> a batch of ``input_ids``, ``attention_mask``, ``labels``, ``segment_ids`` (all (B, L)).
 
     Rows are right-padded to ``max_length`` when given (static shapes, e.g. for flex attention or torch.compile),
@@ -198,9 +199,7 @@ class PackedCollator:
     """
 
     def __init__(self, pad_token_id: int, max_length: int | None = None, pad_to_multiple_of: int | None = None):
-        self.pad_token_id = pad_token_id
-        self.max_length = max_length
-        self.pad_to_multiple_of = pad_to_multiple_of
+        super().__init__(pad_token_id, pad_to_multiple_of=pad_to_multiple_of, max_length=max_length)
 
     def __call__(self, features: list[dict]) -> dict:
         if not features:
@@ -208,25 +207,4 @@ class PackedCollator:
         for key in ("input_ids", "labels", "segment_ids"):
             if key not in features[0]:
                 raise BloomzTuneError(f"PackedCollator needs packed rows (packing.pack_dataset); no {key!r}")
-        longest = max(len(f["input_ids"]) for f in features)
-        width = longest
-        if self.max_length is not None:
-            if longest > self.max_length:
-                raise BloomzTuneError(f"a packed row has {longest} tokens, more than max_length={self.max_length}")
-            width = self.max_length
-        elif self.pad_to_multiple_of:
-            m = self.pad_to_multiple_of
-            width = (longest + m - 1) // m * m
-        batch = {
-            "input_ids": torch.full((len(features), width), self.pad_token_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(features), width), dtype=torch.long),
-            "labels": torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long),
-            "segment_ids": torch.zeros((len(features), width), dtype=torch.long),
-        }
-        for i, f in enumerate(features):
-            n = len(f["input_ids"])
-            batch["input_ids"][i, :n] = torch.as_tensor(f["input_ids"])
-            batch["labels"][i, :n] = torch.as_tensor(f["labels"])
-            batch["segment_ids"][i, :n] = torch.as_tensor(f["segment_ids"])
-            batch["attention_mask"][i, :n] = 1
-        return batch
+        return super().__call__(features)
