@@ -5,8 +5,9 @@ next token is a target, and rank scoring only at continuation positions, so ``en
 the model's ``forward`` an extra keyword, ``logit_positions``: an (N, 2) tensor of (row, position) pairs. With
 it, the forward runs the backbone, gathers those N hidden states and applies the head to them alone, returning
 logits of shape (N, vocab). The same forward takes ``segment_ids`` (packed rows, see packing.py) and hands them
-to the backbone, which needs ``attention.install_packed_attention`` to honour them (an error otherwise). The call still goes through the model's own ``forward`` (so DDP, FSDP, DeepSpeed
-and peft wrappers see a normal forward); without the keyword the stock forward runs unchanged.
+to the backbone, which needs ``attention.install_packed_attention`` to honour them (an error otherwise). The
+call still goes through the model's own ``forward`` (so DDP, FSDP, DeepSpeed and peft wrappers see a normal
+forward); without either keyword the stock forward runs unchanged.
 """
 
 from __future__ import annotations

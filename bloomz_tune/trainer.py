@@ -30,6 +30,10 @@ class BloomzTrainer(Trainer):
         self.loss_type = loss_type
         self.meter = ThroughputMeter(causal_lm(self.model).config, device=self.args.device)
 
+    def train(self, *args, **kwargs):
+        self.meter.read()  # the first logged window starts with training, not when the trainer was built
+        return super().train(*args, **kwargs)
+
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         items = sum(count_items(b["labels"], b.get("segment_ids"), self.loss_type) for b in batch_samples)
         items = torch.tensor(items, device=device)
