@@ -81,3 +81,34 @@ def test_console_command_is_installed_or_module_runs():
     done = subprocess.run([sys.executable, "-m", "bloomz_tune.cli", "fly"], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown command 'fly'" in done.stderr
+
+
+def test_recipe_eval_tasks_run_after_training(tmp_path):
+    """eval.tasks runs the zero-shot evaluation at the end of training, from local dataset folders."""
+    from bloomz_tune.finetune import run
+
+    fixtures = ROOT / "tests" / "fixtures" / "eval"
+    run_dir = tmp_path / "run"
+    results = run(str(ROOT / "recipes" / "tiny_demo.yaml"),
+                  [f"output_dir={run_dir}", f"data.mixture_cache={tmp_path / 'mixtures'}",
+                   f"data.mixture={ROOT / 'data_mixtures' / 'demo.yaml'}", "training.max_steps=4",
+                   "eval.sanity=false", "eval.tasks=[xcopa]", "eval.languages=[zh]", "eval.limit=2",
+                   "eval.prompts=2", f"eval.data_dirs={{xcopa: {fixtures / 'xcopa'}}}"])
+    assert set(results["zero_shot"]["mean_of_medians"]) == {"xcopa"}
+    zero_shot = json.loads((run_dir / "eval" / "zero_shot" / "results.json").read_text())
+    assert zero_shot["tasks"]["xcopa"]["languages"]["zh"]
+    assert (run_dir / "eval" / "zero_shot" / "results.md").is_file()
+    assert "| XCOPA |" in (run_dir / "final" / "README.md").read_text()
+
+
+def test_missing_eval_data_fails_before_training(tmp_path):
+    from bloomz_tune.errors import BloomzTuneError
+    from bloomz_tune.finetune import run
+
+    with pytest.raises(BloomzTuneError, match="xcopa"):
+        run(str(ROOT / "recipes" / "tiny_demo.yaml"),
+            [f"output_dir={tmp_path / 'run'}", f"data.mixture_cache={tmp_path / 'mixtures'}",
+             f"data.mixture={ROOT / 'data_mixtures' / 'demo.yaml'}", "eval.tasks=[xcopa]",
+             f"eval.data_dirs={{xcopa: {tmp_path / 'nowhere'}}}"])
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run" / "final").exists()
