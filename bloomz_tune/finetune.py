@@ -45,13 +45,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(recipe_path: str, overrides: list[str]) -> dict:
-    """The whole run, in training order. Returns the sanity-check results."""
+    """The whole run, in training order. Returns the results written to eval/results.json."""
     # ---- recipe, logging, seed ----------------------------------------------------------------------------
     from bloomz_tune.recipe import load_recipe, save_recipe
 
     recipe = load_recipe(recipe_path, overrides)
     setup_logging()
-    import torch
+
+    # ---- evaluation data: loaded and checked before anything else runs ------------------------------------
+    zero_shot_data = None
+    if recipe.eval.tasks:
+        from bloomz_tune.evaluation import prepare_tasks
+
+        e = recipe.eval
+        zero_shot_data = prepare_tasks(e.tasks, e.languages or None, e.limit, e.prompts, e.data_dirs)
+
+    # ---- run directory and seed ---------------------------------------------------------------------------
     from transformers import set_seed
 
     set_seed(recipe.training.seed)
@@ -67,7 +76,6 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
     from accelerate import PartialState
 
     from bloomz_tune.mixture import load_built_mixture, prepare_mixture
-
     from bloomz_tune.modeling import load_tokenizer
 
     # A real model's tokenizer is known up front: the datasheet then counts tokens too. (A tiny demo model's
@@ -122,14 +130,6 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
         collator = PackedCollator(tokenizer.pad_token_id, max_length=static)
     else:
         collator = PaddingCollator(tokenizer.pad_token_id)
-
-    # ---- evaluation data, checked before any training ----------------------------------------------------
-    zero_shot_data = None
-    if recipe.eval.tasks:
-        from bloomz_tune.evaluation import prepare_tasks
-
-        e = recipe.eval
-        zero_shot_data = prepare_tasks(e.tasks, e.languages or None, e.limit, e.prompts, e.data_dirs)
 
     # ---- sanity check before training ---------------------------------------------------------------------
     sanity_examples = sanity_set(mixture["validation"], recipe.eval.sanity_examples) if recipe.eval.sanity else []

@@ -110,5 +110,4 @@ def test_missing_eval_data_fails_before_training(tmp_path):
             [f"output_dir={tmp_path / 'run'}", f"data.mixture_cache={tmp_path / 'mixtures'}",
              f"data.mixture={ROOT / 'data_mixtures' / 'demo.yaml'}", "eval.tasks=[xcopa]",
              f"eval.data_dirs={{xcopa: {tmp_path / 'nowhere'}}}"])
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
-    assert not (tmp_path / "run" / "final").exists()
+    assert not (tmp_path / "run").exists()  # refused before anything was written
