@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(recipe_path: str, overrides: list[str]) -> dict:
     """The whole run, in training order. Returns the results written to eval/results.json."""
     # ---- recipe, logging, seed ----------------------------------------------------------------------------
-    from bloomz_tune.recipe import load_recipe, save_recipe
+    import yaml
+
+    from bloomz_tune.recipe import load_recipe, recipe_to_dict, save_recipe
 
     recipe = load_recipe(recipe_path, overrides)
     setup_logging()
@@ -70,7 +72,8 @@ def run(recipe_path: str, overrides: list[str]) -> dict:
         save_recipe(recipe, run_dir / "recipe.resolved.yaml")
         if recipe.training.resume_from_checkpoint in (None, False):
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
-    print0(f"recipe {recipe_path} -> run directory {run_dir}")
+    print0(f"recipe {recipe_path} -> run directory {run_dir}\n"
+           + yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True).rstrip())
 
     # ---- data: the mixture --------------------------------------------------------------------------------
     from accelerate import PartialState
