@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import BloomzTuneError
 from .loss import IGNORE_INDEX
 
 OVERLONG_POLICIES = ("skip", "truncate_left")
@@ -80,8 +81,6 @@ class PaddingCollator:
     max_length: int | None = None
 
     def __call__(self, features: list[dict]) -> dict:
-        from .errors import BloomzTuneError
-
         if not features:
             raise BloomzTuneError("the collator got an empty list of rows")
         longest = max(len(f["input_ids"]) for f in features)

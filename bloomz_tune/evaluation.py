@@ -23,11 +23,11 @@ by the choice's length in bytes; our ``length_normalize`` divides by its number 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-
-from pathlib import Path
 
 from .data import target_text
 from .errors import BloomzTuneError
@@ -224,9 +224,13 @@ def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, 
     for start, n in spans:
         chunk = scores[start:start + n]
         predictions.append(max(range(n), key=chunk.__getitem__))
+    return {**_accuracy(predictions, examples), "predictions": predictions}
+
+
+def _accuracy(predictions, examples) -> dict:
     correct = sum(int(p == ex["label"]) for p, ex in zip(predictions, examples))
     return {"accuracy": correct / len(examples) if examples else float("nan"), "correct": correct,
-            "total": len(examples), "predictions": predictions}
+            "total": len(examples)}
 
 
 # ---- held-out tasks ----------------------------------------------------------------------------------------------
@@ -333,11 +337,6 @@ def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | No
         write_results(results, output_dir)
         print0(f"wrote results to {output_dir}")
     return results
-
-
-def _accuracy(predictions, examples) -> dict:
-    correct = sum(int(p == ex["label"]) for p, ex in zip(predictions, examples))
-    return {"accuracy": correct / len(examples), "correct": correct, "total": len(examples)}
 
 
 # ---- models and adapters -----------------------------------------------------------------------------------------

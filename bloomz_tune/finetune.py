@@ -229,15 +229,12 @@ def sanity_set(rows, limit: int) -> list[dict]:
 
 
 def sanity_accuracy(model, tokenizer, examples: list[dict], recipe) -> float:
-    import torch
-
     from bloomz_tune.evaluation import rank_classify
 
     was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        result = rank_classify(model, tokenizer, examples, batch_size=recipe.eval.batch_size,
-                               max_length=recipe.data.max_length, progress=False)
+    model.eval()  # rank_classify runs without gradients; eval mode turns dropout off
+    result = rank_classify(model, tokenizer, examples, batch_size=recipe.eval.batch_size,
+                           max_length=recipe.data.max_length, progress=False)
     model.train(was_training)
     return result["accuracy"]
 

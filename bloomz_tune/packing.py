@@ -25,12 +25,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .data import PaddingCollator
+from .data import OVERLONG_POLICIES, PaddingCollator
 from .errors import BloomzTuneError
 from .loss import IGNORE_INDEX
 
 STRATEGIES = ("best_fit", "greedy")
-OVERLONG_POLICIES = ("skip", "truncate_left")
 
 
 @dataclass

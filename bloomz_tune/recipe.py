@@ -24,7 +24,10 @@ from typing import Any
 
 import yaml
 
+from .data import OVERLONG_POLICIES
 from .errors import ConfigError
+from .loss import LOSS_TYPES
+from .packing import STRATEGIES as PACKING_STRATEGIES
 
 
 @dataclass
@@ -173,9 +176,9 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16", "auto", "bf16-if-supported"),
     "model.attn_implementation": ("eager", "sdpa", "flex"),
     "lora.bias": ("none", "all", "lora_only"),
-    "data.overlong": ("skip", "truncate_left"),
-    "data.packing_strategy": ("best_fit", "greedy"),
-    "training.loss_type": ("sample_mean", "token_mean"),
+    "data.overlong": OVERLONG_POLICIES,
+    "data.packing_strategy": PACKING_STRATEGIES,
+    "training.loss_type": LOSS_TYPES,
     "training.lr_scheduler_type": ("constant", "constant_with_warmup", "linear", "cosine",
                                    "cosine_with_restarts", "polynomial", "inverse_sqrt"),
 }

@@ -45,7 +45,7 @@ def test_lora_changes_only_adapter_weights_and_loss_falls(tiny_model, tiny_token
     metrics = _train(model, tiny_tokenizer, tmp_path)
     changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
     assert changed and all("lora_" in k for k in changed)
-    assert all(any(k.startswith(c.split("lora_")[0]) for c in changed) for k in before if "lora_B" in k)
+    assert {k for k in before if "lora_B" in k} <= changed  # every adapted module learned
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert losses[-1] < losses[0]
     assert all(m["tokens_per_second"] > 0 and m["target_tokens_per_second"] > 0 for m in metrics if "loss" in m)
