@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bloomz_tune.errors import BloomzTuneError, ConfigError
+from bloomz_tune.mixture_sources import read_release
 from bloomz_tune.mixture_spec import MixtureSpec, SourceSpec, source_templates
 from bloomz_tune.runtime import is_main_process, print0
 from bloomz_tune.templates import PromptTemplate, RowFilter, TemplateRenderError
@@ -118,6 +119,10 @@ def load_sources(spec: MixtureSpec, work: Path, fingerprint: str, progress: bool
 
     loaded, problems = [], []
     for si, src in enumerate(tqdm(spec.sources, desc="load sources", disable=not progress or not is_main_process())):
+        if src.format != "datasets":  # a published release: one source per (dataset, prompt, split) it names
+            loaded += [LoadedSource(si, part.spec, [part.template], [LoadedSplit(part.split, part.rows)])
+                       for part in read_release(spec, si, src, work)]
+            continue
         source = LoadedSource(si, src, source_templates(spec, src))
         for split in src.splits:
             rows = _load_split(spec, source, split, work, fingerprint)

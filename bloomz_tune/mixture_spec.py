@@ -99,11 +99,25 @@ class SourceSpec:
     label: str = ""
     """The rows' ``source`` column; default: ``dataset`` or ``path``, plus ``/name`` (plus ``:language`` when
     sources would otherwise share it)."""
+    format: Literal["datasets", "xp3", "xp3x", "aya_collection", "aya_dataset"] = "datasets"
+    """How ``path`` is read. ``datasets``: ``datasets.load_dataset`` (a Hub id, a folder or a packaged builder).
+    A published release, already prompted, from a local copy of its files (``path``: the folder), one build part
+    per (dataset, prompt, split) that the release names: ``xp3`` (bigscience/xP3, xP3mt, xP3all:
+    ``<path>/<language>/xp3_*.jsonl``), ``xp3x`` (xP3x: ``<lang_Script>`` files or folders), ``aya_collection``
+    (parquet; dataset_name, template_id, language, script, split columns), ``aya_dataset`` (parquet;
+    language_code, annotation_type). ``language`` picks the language; ``splits: all`` reads every split."""
+    allow_non_bloom_languages: bool = False
+    """A release source (``format``) may read a language outside BLOOM's (docs/bloomz.md §1.1), named by the
+    release's own code (``deu_Latn`` in xP3x, ``deu`` in the Aya dataset). Off: such a language is refused."""
+    held_out: Literal["refuse", "skip"] = "refuse"
+    """Held-out evaluation data inside a release source (xP3all's XNLI files, xP3x rows of XCOPA, ...):
+    ``refuse`` stops the build naming the file and dataset; ``skip`` leaves it out. The spec's
+    ``include_held_out`` reads it instead."""
     label_given: bool = internal(False)
 
     @classmethod
     def coerce(cls, raw: dict) -> dict:
-        if isinstance(raw.get("splits"), str):
+        if isinstance(raw.get("splits"), str):  # `splits: all` (a release source): every split it holds
             raw["splits"] = [raw["splits"]]
         if raw.get("templates") == "all":
             raw["templates"] = None
@@ -121,6 +135,8 @@ class SourceSpec:
 
     def problems(self) -> list[str]:
         out = [f"{key}: must not be empty" for key in ("path", "task") if not getattr(self, key).strip()]
+        if self.format != "datasets":  # a release: checked with the spec (mixture_sources.release_source_problems)
+            return out
         out += _language_problem("language", self.language)
         if not self.splits or not all(s.strip() for s in self.splits):
             out.append("splits: must list one or more split names")
@@ -205,8 +221,9 @@ class MixtureSpec:
         if self.language_weights is not None:
             if not self.language_weights:
                 out.append("language_weights: must map language codes to weights > 0 (or be left out)")
+            release_languages = {s.language for s in self.sources if s is not None and s.format != "datasets"}
             for lang, w in self.language_weights.items():
-                out += _language_problem(f"language_weights.{lang}", lang)
+                out += _language_problem(f"language_weights.{lang}", lang) if lang not in release_languages else []
                 out += [f"language_weights.{lang}: must be > 0, got {w:g}"] if w <= 0 else []
         for i, src in enumerate(self.sources):
             if src is not None:
@@ -221,6 +238,9 @@ class MixtureSpec:
         out = []
         if self.language_weights and src.language not in self.language_weights:
             out.append(f"{where}.language: {src.language!r} has no entry in language_weights")
+        if src.format != "datasets":
+            from bloomz_tune.mixture_sources import release_source_problems
+            return out + release_source_problems(where, src, self.spec_dir, self.include_held_out)
         task, what = held_out_task(src.path, src.name, src.dataset), "is"
         if task is None:
             file, task = next(((f, t) for f in _data_file_names(src, self.spec_dir) if (t := held_out_in_name(f))),
@@ -279,7 +299,7 @@ def spec_from_dict(raw: Any, spec_path: str | Path | None = None) -> MixtureSpec
 
 def source_templates(spec: MixtureSpec, src: SourceSpec) -> list[PromptTemplate | None]:
     """The templates a source applies, in order ([None] for a prompted source)."""
-    if src.prompted:
+    if src.prompted or src.format != "datasets":
         return [None]
     return select_templates(load_templates(template_path(spec.spec_dir, src.template_file)), src.templates)
 
