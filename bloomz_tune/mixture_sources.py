@@ -198,7 +198,8 @@ def read_release(spec: MixtureSpec, index: int, src: SourceSpec, work: Path) -> 
         if src.filter:
             from bloomz_tune.templates import RowFilter
             rows = rows.filter(RowFilter(src.filter), cache_file_name=str(work / f"release{index}-{k}.arrow"),
-                               load_from_cache_file=False, desc=f"filter {file.name}")
+                               load_from_cache_file=False, desc=f"filter {file.name}").flatten_indices(
+                cache_file_name=str(work / f"release{index}-{k}-kept.arrow"))  # grouping reads the kept rows
         for dataset, split, prompt, held, rows_part in _file_parts(src, root, file, rows):
             if wanted is not None and split not in wanted:
                 continue
@@ -241,7 +242,7 @@ def _file_parts(src: SourceSpec, root: Path, file: Path, rows):
             split, prompt = values["split"], f"template_{values['template_id']}"
             held = _held_out_dataset(dataset, sub) or held_out_name(str(file.relative_to(root).parent))
         else:  # the Aya dataset: human-written rows, one file per split
-            name, split, prompt, held = src.label, file.name.split("-")[0], values["annotation_type"], None
+            name, split, prompt, held = src.dataset or root.name, file.name.split("-")[0], values["annotation_type"], None
         yield name, split or "train", prompt or "published", held, rows.select(index)
 
 
