@@ -106,9 +106,10 @@ def release_source_problems(where: str, src: SourceSpec, spec_dir: Path | None, 
         out.append(f"{where}.language: must be a language code, got {src.language!r}")
         return out
     root = release_root(src, spec_dir)
+    if not root.exists():  # not downloaded yet: the build says so (a shipped spec validates without the files)
+        return out
     if not root.is_dir():
-        return out + [f"{where}.path: {root} is not a folder; a `format: {src.format}` source reads a local copy "
-                      f"of the release, laid out as {LAYOUTS[src.format]}"]
+        return out + [f"{where}.path: {missing_folder(src, root)}"]
     if src.format == "xp3":
         files = xp3_files(root, src.language)
         if not files:
@@ -123,6 +124,12 @@ def release_source_problems(where: str, src: SourceSpec, spec_dir: Path | None, 
 
 def release_root(src: SourceSpec, spec_dir: Path | None) -> Path:
     return Path(src.loader_kwargs(spec_dir)["path"])
+
+
+def missing_folder(src: SourceSpec, root: Path) -> str:
+    return (f"{root} is not a folder; a `format: {src.format}` source reads a local copy of the release (download "
+            f"it first, e.g. `hf download <repo> --repo-type dataset --local-dir {root}`), laid out as "
+            f"{LAYOUTS[src.format]}")
 
 
 def held_out_name(text: str) -> str | None:
@@ -189,6 +196,8 @@ class ReleasePart:
 def read_release(spec: MixtureSpec, index: int, src: SourceSpec, work: Path) -> list[ReleasePart]:
     """Every (dataset, prompt, split) of a release source, its filter applied; held-out data refused or left out."""
     root = release_root(src, spec.spec_dir)
+    if not root.is_dir():
+        raise BloomzTuneError(f"source {src.label!r}: {missing_folder(src, root)}")
     wanted = None if src.splits == ["all"] else set(src.splits)
     parts, skipped = [], []
     files = xp3_files(root, src.language) if src.format == "xp3" else release_files(root, src.format, src.language)

@@ -175,8 +175,10 @@ def test_release_keys_checked_with_the_spec(tmp_path):
     assert "sources[0].template_file: a `format: xp3` source takes no `template_file`" in text
     assert "sources[0].streaming: a `format: xp3` source reads local files" in text
     assert f"sources[1].path: {REL / 'xP3' / 'yo'} holds no xp3_*.jsonl files" in text
-    assert f"sources[2].path: {REL / 'nowhere'} is not a folder" in text
+    assert "sources[2]" not in text                                # not downloaded yet: the build says so
     assert "sources[3].format" in text
+    with pytest.raises(BloomzTuneError, match=rf"source 'gone': {REL / 'nowhere'} is not a folder; .*hf download"):
+        build(tmp_path, [release("aya_dataset", "nowhere", "fr", label="gone")])
 
 
 def test_help_shows_the_release_keys():
