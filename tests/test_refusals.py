@@ -114,6 +114,23 @@ def source_files(tmp, content: str):
     return argv
 
 
+def release_spec(tmp, fmt: str, folder, language: str, **extra):
+    """A one-source mixture spec over a published release's files (tests/fixtures/mixture/releases)."""
+    folder = folder if Path(folder).is_absolute() else FIXTURES / "mixture" / "releases" / folder
+    source = {"path": str(folder), "format": fmt, "language": language, "task": fmt, "splits": "all", **extra}
+    (tmp / "spec.yaml").write_text(json.dumps({"name": "bad", "sources": [source]}))
+    return ["mixture", "build", str(tmp / "spec.yaml"), "--output", str(tmp / "built"), "--cache", str(tmp / "c")]
+
+
+def corrupt_release(tmp):
+    """xP3 files by language, with line 2 of an English file cut short."""
+    shutil.copytree(FIXTURES / "mixture" / "releases" / "xP3", tmp / "xP3")
+    bad = tmp / "xP3" / "en" / "xp3_ag_news_None_train_classify_question_first.jsonl"
+    lines = bad.read_text(encoding="utf-8").splitlines()
+    bad.write_text("\n".join([lines[0], lines[1][:25], *lines[2:]]) + "\n", encoding="utf-8")
+    return release_spec(tmp, "xp3", tmp / "xP3", "en")
+
+
 def finished_run(tmp):
     (tmp / "run" / "final").mkdir(parents=True)
     (tmp / "run" / "recipe.resolved.yaml").write_text("output_dir: x\n")
@@ -213,6 +230,18 @@ CASES = [
     ("spec unknown source key", lambda t, m: spec(t, "{{ text }}", ", templat: [t]"), ["did you mean"]),
     ("spec held-out dataset", lambda t, m: spec(t, "{{ text }}", ", dataset: facebook/xnli"), ["held-out", "XNLI"]),
     ("spec unknown language", lambda t, m: spec(t, "{{ text }}", language="xx"), ["language", "'xx'"]),
+    ("release language outside BLOOM's", lambda t, m: release_spec(t, "xp3x", "xP3x", "deu_Latn"),
+     ["'deu_Latn'", "not one of BLOOM's languages", "allow_non_bloom_languages"]),
+    ("release xP3all evaluation file", lambda t, m: release_spec(t, "xp3", "xP3all", "en"),
+     ["held-out evaluation dataset", "en/xp3_", "held_out: skip"]),
+    ("release xP3x rows of XNLI", lambda t, m: release_spec(t, "xp3x", "xP3x", "fr"),
+     ["xp3_xnli_fr_validation_GPT_3_style.jsonl (xnli/fr)", "held-out evaluation dataset XNLI"]),
+    ("release Aya sub-dataset of XNLI", lambda t, m: release_spec(t, "aya_collection", "aya_collection", "fr"),
+     ["translated_xnli", "(Xnli-translated/xnli)", "XNLI"]),
+    ("release corrupt JSON line", lambda t, m: corrupt_release(t),
+     ["xp3_ag_news_None_train_classify_question_first.jsonl:2: not valid JSON"]),
+    ("release not downloaded", lambda t, m: release_spec(t, "xp3x", t / "nowhere", "fr"),
+     ["is not a folder", "hf download"]),
     ("mixture build output exists", lambda t, m: make_file(t / "built" / "f") and spec(t, "{{ text }}"),
      ["already exists"]),
 ]
