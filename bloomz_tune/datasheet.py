@@ -120,8 +120,8 @@ def datasheet_markdown(sheet: dict) -> str:
                f"- rows: {sheet['splits']['train']:,} train, {sheet['splits']['validation']:,} validation\n"
                f"- token counts: {counted}\n"
                f"- processing: {p['rows_read']:,} (source row, template) pairs, {p['capped']:,} left out by caps, "
-               f"{p['dropped_empty']:,} dropped (empty input or target), {p['deduplicated']:,} exact duplicates "
-               f"dropped\n")
+               f"{p['dropped_empty']:,} dropped (empty input, or not exactly one target), "
+               f"{p['deduplicated']:,} exact duplicates dropped\n")
     out += [f"- filter of {where}: {n:,} rows left out\n" for where, n in (p.get("filtered_out") or {}).items()]
     if tok:
         t = sheet["tokens"]["train"]

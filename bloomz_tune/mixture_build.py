@@ -217,7 +217,8 @@ def _column_problems(source: LoadedSource, split: str, columns: set[str]) -> lis
     for t in source.templates:
         needed = {"inputs", "targets"} if t is None else t.variables() - set(src.template_vars)
         what = "prompted rows" if t is None else f"template {t.name!r}"
-        out += [f"{where}, {what}: column {col!r} is missing from {have}" for col in sorted(needed - columns)]
+        named = columns | {c.replace("-", "_") for c in columns} if t is not None and t.promptsource else columns
+        out += [f"{where}, {what}: column {col!r} is missing from {have}" for col in sorted(needed - named)]
     return out
 
 
@@ -288,8 +289,9 @@ def _render_batch(batch, indices, *, part, template, language, prompt_language, 
         else:
             row.update(template_vars)
             try:
-                inputs, targets, choices = template.render(
-                    row, language=language if prompt_language == "native" else None, row_seed=key)
+                inputs, targets, choices = template.render(  # code keeps its input/target newline (§2.2)
+                    row, language=language if prompt_language == "native" else None, row_seed=key,
+                    strip_connection=language != "code")
             except TemplateRenderError as err:
                 raise TemplateRenderError(f"source {label!r}, split {split!r}, row {orig}: {err}") from None
         if not inputs or not targets:

@@ -9,6 +9,7 @@ the file and the key; checks that read other files (template files, the held-out
 
 from __future__ import annotations
 
+import difflib
 import glob
 import hashlib
 import json
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bloomz_tune import schema
+from bloomz_tune import promptsource, schema
 from bloomz_tune.errors import ConfigError
 from bloomz_tune.eval_tasks import held_out_in_name, held_out_task
 from bloomz_tune.schema import bounded, internal
@@ -24,7 +25,7 @@ from bloomz_tune.templates import (PromptTemplate, check_filter, load_templates,
                                    template_file_help)
 
 # Bump when a change to the build (mixture_build.py) changes the rows a spec builds: it is part of the fingerprint.
-BUILD_FORMAT_VERSION = "3"  # 3: promptsource values truncated at 2048 characters, not 4000
+BUILD_FORMAT_VERSION = "4"  # 4: promptsource's answer_choices None when absent, code sources keep the newline
 MAX_EXAMPLES_PER_DATASET_PROMPT = 100_000  # xmtf's cap per (dataset, prompt), docs/bloomz.md §1.2
 
 # BLOOM's pretraining languages (the codes xP3 uses) plus "code".
@@ -79,10 +80,16 @@ class SourceSpec:
     """The Hub id that a local folder or ``data_files`` mirrors (names the source, and is checked against the
     held-out evaluation datasets)."""
     template_file: str | None = None
-    """Our template file or promptsource's ``templates.yaml`` (relative to the spec); required unless
-    ``prompted``."""
+    """Our template file or promptsource's ``templates.yaml`` (relative to the spec), or ``promptsource``: this
+    dataset's prompts from the spec's ``promptsource`` checkout, found by ``dataset`` (else ``path``) and
+    ``name`` as promptsource lays them out. Required unless ``prompted``."""
     templates: list[str] | None = None
-    """Names of the templates to apply, in order; ``all`` or null for every template of the file."""
+    """Names of the templates to apply, in order; ``all`` or null for every template of the file. Where a
+    promptsource file gives two templates one name, the last keeps it and each earlier one is
+    ``<name>#<first 8 characters of its id>``."""
+    promptsource_prompts: str | None = None
+    """With ``template_file: promptsource``: the checkout folder to take the prompts from, ``<dataset>[/<subset>]``,
+    instead of the source's own (xP3 gave every xquad language the English prompts of ``xquad/xquad.en``)."""
     template_vars: dict[str, Any] = field(default_factory=dict)
     """Extra template variables, the same for every row (e.g. language names of a translation pair)."""
     cap: int | None = bounded(None, gt=0)
@@ -148,6 +155,8 @@ class SourceSpec:
             out.append("prompted: a prompted source (rows already hold inputs/targets) takes no templates")
         elif not self.prompted and not self.template_file:
             out.append("template_file: required (a template file), unless the source is `prompted`")
+        if self.promptsource_prompts and self.template_file != promptsource.FROM_CHECKOUT:
+            out.append(f"promptsource_prompts: only with `template_file: {promptsource.FROM_CHECKOUT}`")
         return out
 
     def loader_kwargs(self, spec_dir: Path | None) -> dict[str, Any]:
@@ -195,6 +204,11 @@ class MixtureSpec:
     tokenizer: str | None = None
     """Tokenizer (Hub id or folder) whose token counts ``mixture build`` stores beside the build when no
     ``--tokenizer`` is given. Not part of the build's identity."""
+    promptsource: str | None = None
+    """A promptsource checkout (relative to the spec unless it is there only relative to the working folder)
+    whose ``promptsource/templates/<dataset>/[<subset>/]templates.yaml`` files give the prompts of sources with
+    ``template_file: promptsource``. xP3 used the fork Muennighoff/promptsource, branch ``tr13`` (docs/bloomz.md
+    §2.1)."""
     not_yet_covered: list[str] = field(default_factory=list)
     """Sources of the original mixture not reproduced here (listed in the datasheet)."""
     description: str = ""
@@ -225,15 +239,24 @@ class MixtureSpec:
             for lang, w in self.language_weights.items():
                 out += _language_problem(f"language_weights.{lang}", lang) if lang not in release_languages else []
                 out += [f"language_weights.{lang}: must be > 0, got {w:g}"] if w <= 0 else []
+        users = [i for i, s in enumerate(self.sources)
+                 if s is not None and s.template_file == promptsource.FROM_CHECKOUT]
+        checkout = []
+        if users or self.promptsource:
+            try:
+                promptsource_root(self)
+            except ConfigError as err:  # said once here, not once per source
+                checkout = err.problems
+                out += [p if self.promptsource else f"{p} (asked for by sources[{users[0]}])" for p in err.problems]
         for i, src in enumerate(self.sources):
             if src is not None:
-                out += self._source_problems(f"sources[{i}]", src)
+                out += self._source_problems(f"sources[{i}]", src, templates=not (checkout and i in users))
         labels = [s.label for s in self.sources if s is not None]
         for label in sorted({x for x in labels if labels.count(x) > 1}):
             out.append(f"sources: two sources share the label {label!r}; give one a distinct `label`")
         return out
 
-    def _source_problems(self, where: str, src: SourceSpec) -> list[str]:
+    def _source_problems(self, where: str, src: SourceSpec, templates: bool = True) -> list[str]:
         """What a source's neighbours in the spec and other files say against it."""
         out = []
         if self.language_weights and src.language not in self.language_weights:
@@ -250,16 +273,21 @@ class MixtureSpec:
             out.append(f"{where}: {src.label} {what} the held-out evaluation dataset {task.title} "
                        f"({task.path or ', '.join(task.aliases)}); BLOOMZ never trains on it (docs/bloomz.md "
                        f"§1.3). Remove it, or set `include_held_out: true` for an xP3all-style mixture")
-        if src.template_file:
-            tpath = template_path(self.spec_dir, src.template_file)
+        if src.template_file and templates:
             try:
-                names = {t.name for t in load_templates(tpath)}
+                tpath = source_template_file(self, src)
+                names = [t.name for t in load_templates(tpath)]
             except ConfigError as err:
                 inside = f"{err.source}: " if err.source else ""
                 return out + [f"{where}.template_file: {inside}{p}" for p in err.problems]
-            out += [f"{where}.templates: no template named {name!r} in {tpath} (it has: {', '.join(sorted(names))})"
+            out += [f"{where}.templates: no template named {name!r} in {tpath} ({_nearest_names(name, names)})"
                     for name in src.templates or [] if name not in names]
         return out
+
+
+def _nearest_names(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    return f"did you mean: {', '.join(close)}" if close else f"it has: {', '.join(sorted(names))}"
 
 
 def _data_file_names(src: SourceSpec, spec_dir: Path | None) -> list[str]:
@@ -286,6 +314,27 @@ def template_path(spec_dir: Path | None, template_file: str) -> Path:
     return spec_dir / p if not p.is_absolute() and spec_dir is not None else p
 
 
+def source_template_file(spec: MixtureSpec, src: SourceSpec) -> Path:
+    """The template file a source reads: its ``template_file``, or with ``template_file: promptsource`` its
+    dataset's file in the spec's promptsource checkout (ConfigError with one problem when there is none)."""
+    if src.template_file != promptsource.FROM_CHECKOUT:
+        return template_path(spec.spec_dir, src.template_file)
+    return promptsource.prompt_file(promptsource_root(spec), src.dataset or src.path, src.name,
+                                    src.promptsource_prompts)
+
+
+def promptsource_root(spec: MixtureSpec) -> Path:
+    """The ``promptsource/templates`` folder of the spec's checkout; ConfigError with one problem when the spec
+    names none or the folder is not a checkout."""
+    if not spec.promptsource:
+        raise ConfigError(["promptsource: no promptsource checkout given; `template_file: promptsource` needs "
+                           "one (git clone -b tr13 https://github.com/Muennighoff/promptsource)"])
+    folder = Path(spec.promptsource)
+    if spec.spec_dir is not None and not folder.is_absolute() and (spec.spec_dir / folder).exists():
+        folder = spec.spec_dir / folder
+    return promptsource.templates_root(folder)
+
+
 def load_mixture_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> MixtureSpec:
     """Read and check a mixture spec (plus ``key=value`` overrides); raises ConfigError listing every problem."""
     return schema.load(MixtureSpec, path, "mixture spec", overrides, spec_path=str(path))
@@ -301,7 +350,7 @@ def source_templates(spec: MixtureSpec, src: SourceSpec) -> list[PromptTemplate 
     """The templates a source applies, in order ([None] for a prompted source)."""
     if src.prompted or src.format != "datasets":
         return [None]
-    return select_templates(load_templates(template_path(spec.spec_dir, src.template_file)), src.templates)
+    return select_templates(load_templates(source_template_file(spec, src)), src.templates)
 
 
 # -- the fingerprint: what decides the rows -----------------------------------------------------------------------

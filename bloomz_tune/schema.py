@@ -76,8 +76,9 @@ def field_docs(cls) -> dict[str, str]:
 
 # ---- reading files ------------------------------------------------------------------------------------------
 
-def read_yaml(path: str | Path, what: str, loader=yaml.SafeLoader) -> Any:
-    """Parse a YAML file; a missing path, a folder, bad UTF-8 or bad YAML is a ConfigError naming the file."""
+def read_yaml(path: str | Path, what: str, loader=yaml.SafeLoader, strict: bool = True) -> Any:
+    """Parse a YAML file; a missing path, a folder, bad UTF-8 or bad YAML is a ConfigError naming the file.
+    ``strict``: a key written twice in one mapping is an error (else the last counts, as plain YAML has it)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError([f"{what} {str(path)!r} is a folder; give the path of a YAML file"])
@@ -89,7 +90,7 @@ def read_yaml(path: str | Path, what: str, loader=yaml.SafeLoader) -> Any:
         raise ConfigError([f"not UTF-8 text (byte {err.start} cannot be decoded); save it as UTF-8"],
                           source=str(path)) from None
     try:
-        return yaml.load(text, Loader=_strict(loader))
+        return yaml.load(text, Loader=_strict(loader) if strict else loader)
     except yaml.YAMLError as err:
         raise ConfigError([f"not valid YAML: {yaml_problem(err)}"], source=str(path)) from None
 

@@ -20,10 +20,15 @@ build --help`` lists them); a file is read through the schema layer, every probl
 Row columns are the template's variables; ``answer_choices`` is the rendered list of choices.
 A template that names a column the dataset lacks is reported before any row is rendered.
 
-promptsource format: a ``templates.yaml`` from promptsource (``!Template`` entries whose ``jinja`` holds
-``input ||| target``) is read directly and applied the way promptsource applies it (each substituted
-value passed through ``string | truncate(2048)`` as xP3's build did, docs/bloomz.md §2.2; ``|||`` inside row
-values protected, parts stripped).
+promptsource format: a ``templates.yaml`` from promptsource (``!Template`` entries keyed by id, whose ``jinja``
+holds ``input ||| target``) is read directly and applied the way xP3's build called promptsource's
+``Template.apply`` (docs/bloomz.md §2.2): each substituted value passed through ``string | truncate(2048)``;
+``answer_choices`` rendered from the row (None when the template has none); ``|||`` inside row values
+protected; a column name's ``-`` read as ``_``; parts stripped, except that code sources keep the newline
+between input and target; a render with no target or more than one gives no row. The file is read as
+promptsource reads it (an id written twice: the last entry counts). Template names: promptsource keys
+templates by id, so two may share a name; the last of them keeps it (the one promptsource returns for that
+name) and each earlier one is named ``<name>#<first 8 characters of its id>``.
 
 Try it::
 
@@ -34,6 +39,7 @@ Try it::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -205,9 +211,11 @@ class PromptTemplate:
         return self.answer_choices is not None
 
     # -- rendering --------------------------------------------------------------------------------------
-    def render(self, row: dict[str, Any], language: str | None = None, row_seed: int = 0
-               ) -> tuple[str, str, list[str]]:
-        """Render one row: (inputs, targets, choices). Raises TemplateRenderError naming the cause."""
+    def render(self, row: dict[str, Any], language: str | None = None, row_seed: int = 0,
+               strip_connection: bool = True) -> tuple[str, str, list[str]]:
+        """Render one row: (inputs, targets, choices). Raises TemplateRenderError naming the cause.
+        ``strip_connection=False`` (promptsource templates, for code sources) keeps the whitespace between
+        input and target."""
         if not self.promptsource:
             missing = sorted(self._required - row.keys())
             if missing:
@@ -215,7 +223,7 @@ class PromptTemplate:
                                           f"{', '.join(map(repr, missing))} missing from the row")
         try:
             if self.promptsource:
-                return self._render_promptsource(row, row_seed)
+                return self._render_promptsource(row, row_seed, strip_connection)
             return self._render_ours(row, language, row_seed)
         except jinja2.UndefinedError as err:
             raise TemplateRenderError(f"template {self.name!r} ({self.file}): {err.message}") from None
@@ -242,19 +250,27 @@ class PromptTemplate:
         targets = _compiled(True, tgt).render(**variables).strip()
         return inputs, targets, choices
 
-    def _render_promptsource(self, row, row_seed):
-        variables = _escape_pipe(dict(row))
+    def _render_promptsource(self, row, row_seed, strip_connection=True):
+        # xP3's build renamed columns with "-" (not a Jinja name) to "_" before applying a template.
+        # Values nested in lists and dicts are protected from "|||" too (promptsource protects top-level
+        # strings only, so a nested "|||" there split the text and the row was dropped).
+        variables = _escape_pipe({k.replace("-", "_"): v for k, v in row.items()})
         variables[_ROW_SEED_VAR] = row_seed
         choices = self._choices_list(self.answer_choices, variables, _LENIENT_ENV)
-        if self.answer_choices is not None:
-            variables["answer_choices"] = _escape_pipe(choices)
+        variables["answer_choices"] = _escape_pipe(choices) if self.answer_choices is not None else None
         source = self.jinja.replace("}}", f"| string | truncate({PROMPTSOURCE_TRUNCATE}) }}}}")
-        parts = [_unescape_pipe(p).strip()
-                 for p in _compiled(False, source).render(**variables).split(SEPARATOR)]
+        parts = [_unescape_pipe(p) for p in _compiled(False, source).render(**variables).split(SEPARATOR)]
+        if strip_connection:
+            parts = [p.strip() for p in parts]
         if len(parts) != 2:
-            # promptsource templates without a target (or with extra parts) yield no training row.
-            return (parts[0] if parts else ""), "", choices
-        return parts[0], parts[1], choices
+            # no target, or more than one (which xP3's build skipped as a likely template bug): no training row
+            return parts[0].strip(), "", choices
+        inputs, targets = parts
+        if not strip_connection:  # as promptsource: one space of a " ||| " pair goes, the newline stays
+            if inputs.endswith(" ") and targets.startswith(" "):
+                inputs = inputs[:-1]
+            inputs, targets = inputs.lstrip(), targets.rstrip()
+        return inputs, targets, choices
 
 
 # -- our template files: a schema ----------------------------------------------------------------------------
@@ -375,7 +391,7 @@ _PromptsourceLoader.add_constructor("!TemplateMetadata", _tagged_mapping)
 
 
 def _read_promptsource(data: dict, path: str, problems: list[str]) -> list[PromptTemplate]:
-    out = []
+    out, ids = [], []
     for tid, entry in data["templates"].items():
         where = f"templates.{tid}"
         if not isinstance(entry, dict) or "jinja" not in entry or "name" not in entry:
@@ -388,16 +404,37 @@ def _read_promptsource(data: dict, path: str, problems: list[str]) -> list[Promp
             choices = None
         out.append(PromptTemplate(name=str(entry["name"]), file=path, version=str(entry.get("id", tid)),
                                   jinja=entry["jinja"], answer_choices=choices, promptsource=True))
-    names = [t.name for t in out]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"templates: duplicate template name {name!r}")
+        ids.append(str(tid))
+    return _unique_names(out, ids)
+
+
+def _unique_names(templates: list[PromptTemplate], ids: list[str]) -> list[PromptTemplate]:
+    """Templates of one file sharing a name: the last keeps it (promptsource's ``DatasetTemplates[name]`` gives
+    the last), each earlier one becomes ``<name>#<id[:8]>`` (its whole id where 8 characters do not tell it
+    apart)."""
+    names = [t.name for t in templates]
+    out = []
+    for i, (t, tid) in enumerate(zip(templates, ids)):
+        if t.name in names[i + 1:]:
+            short = tid[:8] if sum(x[:8] == tid[:8] for x in ids) == 1 else tid
+            t = dataclasses.replace(t, name=f"{t.name}#{short}")
+        out.append(t)
     return out
+
+
+def _is_promptsource(path: str | Path) -> bool:
+    """A promptsource file (``!Template`` tags), read as promptsource reads it: an id written twice is not an
+    error there, the last entry counts (GEM/xlsum/english in xP3's fork has one)."""
+    try:
+        return "!Template" in Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # read_yaml reports these
+        return False
 
 
 def load_templates(path: str | Path) -> list[PromptTemplate]:
     """Read a template file (ours, or promptsource's ``templates.yaml``); every problem at once, naming the
     file and the key."""
-    data = schema.read_yaml(path, "template file", loader=_PromptsourceLoader)
+    data = schema.read_yaml(path, "template file", loader=_PromptsourceLoader, strict=not _is_promptsource(path))
     if isinstance(data, dict) and isinstance(data.get("templates"), dict):  # promptsource: keyed by id
         problems: list[str] = []
         templates = _read_promptsource(data, str(path), problems)

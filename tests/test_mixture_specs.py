@@ -16,6 +16,7 @@ from bloomz_tune.errors import ConfigError
 from bloomz_tune.eval_tasks import TASKS, held_out_task
 from bloomz_tune.mixture import (BLOOMZ_LANGUAGE_WEIGHTS, MAX_EXAMPLES_PER_DATASET_PROMPT, MixtureSpec, SourceSpec,
                                  load_mixture_spec, main, mixture_fingerprint, source_templates)
+from bloomz_tune.promptsource import candidates
 from bloomz_tune.schema import field_docs, public_fields
 from bloomz_tune.templates import TemplateEntry, TemplateFile, Translation
 
@@ -27,9 +28,39 @@ def test_specs_found():
     assert {p.name for p in SPECS} >= {"demo.yaml", "xp3_mini.yaml", "xp3.yaml", "xp3_published.yaml"}
 
 
+# The datasets of xP3 by the names promptsource files them under (xmtf's dataset lists, docs/bloomz.md §1.2).
+XP3_PROMPT_DATASETS = """
+    xquad mlqa khalidalt/tydiqa-primary khalidalt/tydiqa-goldp adversarial_qa duorc ropes squad_v2 super_glue
+    quoref clue kilt_tasks trivia_qa web_questions wiki_qa ai2_arc cos_e cosmos_qa dream openbookqa qasc quail
+    quarel quartz race sciq social_i_qa wiki_hop wiqa piqa glue paws paws-x amazon_polarity app_reviews imdb
+    rotten_tomatoes yelp_review_full ag_news dbpedia_14 trec common_gen wiki_bio cnn_dailymail gigaword
+    multi_news samsum xsum GEM/xlsum GEM/wiki_lingua facebook/flores Helsinki-NLP/tatoeba_mt pasinit/xlwic
+    Muennighoff/mbpp great_code neural_code_search codeparrot/codecomplex
+    codeparrot/github-jupyter-text-code-pairs codeparrot/apps codeparrot/xlcost-text-to-code teven/code_contests
+    teven/code_docstring_corpus Fraser/python-state-changes
+""".split()
+
+
+def promptsource_skeleton(spec_path: Path, root: Path) -> list[str]:
+    """A checkout in promptsource's layout with one template for each folder a spec's promptsource sources ask
+    for, each folder the first candidate that names one of xP3's datasets; the ``promptsource=`` override."""
+    raw = yaml.safe_load(spec_path.read_text())
+    if "promptsource" not in raw:
+        return []
+    for src in raw["sources"]:
+        tried = [src["promptsource_prompts"]] if src.get("promptsource_prompts") else candidates(
+            src.get("dataset") or src["path"], src.get("name"))
+        folder = next((c for c in tried if any(c == d or c.startswith(d + "/") for d in XP3_PROMPT_DATASETS)), None)
+        assert folder, f"{spec_path.name}: {src['path']} {src.get('name')} is not one of xP3's datasets"
+        (root / "promptsource" / "templates" / folder).mkdir(parents=True, exist_ok=True)
+        (root / "promptsource" / "templates" / folder / "templates.yaml").write_text(
+            "templates:\n  x1: !Template\n    id: x1\n    name: t\n    jinja: '{{ a }} ||| {{ b }}'\n")
+    return [f"promptsource={root}"]
+
+
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(MIXTURES)))
-def test_spec_validates(path):
-    spec = load_mixture_spec(path)
+def test_spec_validates(path, tmp_path):
+    spec = load_mixture_spec(path, promptsource_skeleton(path, tmp_path))
     assert not spec.include_held_out
     assert len(mixture_fingerprint(spec)) == 16
     for src in spec.sources:
@@ -54,6 +85,20 @@ def test_xp3_full_shape():
     assert spec.validation_fraction == 0.05
     assert len({s.task for s in spec.sources}) >= 12 and spec.not_yet_covered
     assert all("validation" not in s.splits for s in spec.sources if s.path != "google/xquad")
+
+
+def test_xp3_promptsource_covers_xp3s_clusters(tmp_path):
+    path = MIXTURES / "xp3_promptsource.yaml"
+    spec = load_mixture_spec(path, promptsource_skeleton(path, tmp_path))
+    assert spec.cap == 100_000 and spec.language_weights == BLOOMZ_LANGUAGE_WEIGHTS
+    assert all(s.template_file == "promptsource" and s.templates is None for s in spec.sources)
+    assert {s.language for s in spec.sources} == set(BLOOMZ_LANGUAGE_WEIGHTS)
+    # every dataset group of docs/bloomz.md §1.2 has sources
+    assert {s.task for s in spec.sources} >= {
+        "multilingual_qa", "extractive_qa", "closed_book_qa", "multiple_choice_qa", "paraphrase", "sentiment",
+        "topic_classification", "structure_to_text", "summarization", "translation", "word_sense", "program_synthesis"}
+    names = {s.dataset or s.path for s in spec.sources}
+    assert {"google/xquad", "mlqa", "GEM/xlsum", "facebook/flores", "pasinit/xlwic", "Muennighoff/mbpp"} <= names
 
 
 def test_published_xp3_reads_data_files_by_language():

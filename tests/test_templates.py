@@ -10,7 +10,8 @@ from bloomz_tune.errors import ConfigError
 from bloomz_tune.templates import RowFilter, TemplateRenderError, load_templates
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTSOURCE = REPO / "tests" / "fixtures" / "mixture" / "promptsource" / "ag_news_templates.yaml"
+PROMPTSOURCE = REPO / "tests" / "fixtures" / "mixture" / "promptsource" / "promptsource" / "templates" / "ag_news" \
+    / "templates.yaml"
 TEMPLATE_DIR = REPO / "data_mixtures" / "templates"
 
 
