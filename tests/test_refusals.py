@@ -114,6 +114,14 @@ def source_files(tmp, content: str):
     return argv
 
 
+def contamination(tmp, *extra, build=True):
+    """`mixture contamination` of a one-source build (made here when ``build``) against the XCOPA zh fixture."""
+    if build and main(spec(tmp, "{{ text }}")) != 0:
+        raise AssertionError("the fixture mixture did not build")
+    return ["mixture", "contamination", str(tmp / "built"), "--tasks", "xcopa", "--languages", "zh", "--data-dir",
+            f"xcopa={FIXTURES / 'eval' / 'release' / 'xcopa'}", *extra]
+
+
 def finished_run(tmp):
     (tmp / "run" / "final").mkdir(parents=True)
     (tmp / "run" / "recipe.resolved.yaml").write_text("output_dir: x\n")
@@ -215,6 +223,11 @@ CASES = [
     ("spec unknown language", lambda t, m: spec(t, "{{ text }}", language="xx"), ["language", "'xx'"]),
     ("mixture build output exists", lambda t, m: make_file(t / "built" / "f") and spec(t, "{{ text }}"),
      ["already exists"]),
+    ("contamination unknown task", lambda t, m: contamination(t, "--tasks", "xcopa,nope", build=False),
+     ["unknown task 'nope'", "valid tasks: xnli, xcopa"]),
+    ("contamination not a build", lambda t, m: contamination(t, build=False), ["is not a finished mixture build"]),
+    ("contamination corrupt row", lambda t, m: contamination(t, "--data-dir", f"xcopa={corrupt_xcopa(t)}"),
+     ["val.zh.jsonl:2: not valid JSON"]),
 ]
 
 
