@@ -53,8 +53,9 @@ TEXT_COLUMNS = {
               "sentence_quiz2"),
     "winograd": ("sentence", "option1", "option2"),
 }
-# One regex pass: a Chinese or Japanese character gets spaces around it, punctuation and symbols become spaces.
-SPLIT_PATTERN = r"([\p{Han}\p{Hiragana}\p{Katakana}])|[\p{P}\p{S}]"
+# One regex pass: a Chinese or Japanese character gets spaces around it; punctuation, symbols and Unicode spaces
+# become ASCII spaces (so that the faster ASCII whitespace split then finds every token).
+SPLIT_PATTERN = r"([\p{Han}\p{Hiragana}\p{Katakana}])|[\p{P}\p{S}\p{Z}\x{85}]"
 RULE = ("lower-cased; punctuation and symbols replaced by spaces; each Chinese or Japanese character a token; "
         "split on whitespace. Examples shorter than n tokens: their whole text is the one gram.")
 MULTIPLIER = np.uint64(0x100000001B3)  # polynomial hash of a window: h = h * MULTIPLIER + token value (mod 2**64)
@@ -69,7 +70,7 @@ def normalized_tokens(texts):
 
     texts = pc.utf8_lower(texts)
     texts = pc.replace_substring_regex(texts, pattern=SPLIT_PATTERN, replacement=r" \1 ")
-    tokens = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))  # untrimmed ends would split off ''
+    tokens = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(texts))  # untrimmed ends would split off ''
     return tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
 
 
@@ -95,10 +96,18 @@ def _flat(tokens) -> tuple:
     return flat.filter(pa.array(keep)), np.concatenate([[0], np.cumsum(keep)])[offsets]
 
 
-def window_hashes(values: np.ndarray, offsets: np.ndarray, lengths: set[int]) -> dict[int, tuple]:
+def _slot(hashes: np.ndarray, length: int, bits: int) -> np.ndarray:
+    """Where a hash of a gram of ``length`` tokens falls in a prefilter of 2**bits entries."""
+    salt = _mix(np.array([length]))[0]
+    return ((hashes ^ salt) >> np.uint64(64 - bits)).astype(np.intp)
+
+
+def window_hashes(values: np.ndarray, offsets: np.ndarray, lengths: set[int],
+                  prefilter: np.ndarray | None = None) -> dict[int, tuple]:
     """{L: (start positions, hashes)} of every window of L consecutive tokens that lies inside one text, for each
     L in ``lengths``; ``values`` are the tokens' values, text i being values[offsets[i]:offsets[i+1]]. One pass
-    per length up to the largest: after pass k, h[i] is the hash of the k tokens from i."""
+    per length up to the largest: after pass k, h[i] is the hash of the k tokens from i. With ``prefilter``
+    (booleans, see ``EvalIndex``) only the windows whose slot is set there."""
     total = len(values)
     room = np.repeat(offsets[1:], np.diff(offsets)) - np.arange(total)  # tokens from i to the end of its text
     h = np.zeros(total, dtype=np.uint64)
@@ -110,7 +119,10 @@ def window_hashes(values: np.ndarray, offsets: np.ndarray, lengths: set[int]) ->
         h[:m] *= MULTIPLIER
         h[:m] += values[k - 1:]
         if k in lengths:
-            pos = np.flatnonzero(room[:m] >= k)
+            ok = room[:m] >= k
+            if prefilter is not None:  # drops most windows before the costlier binary search
+                ok &= prefilter[_slot(h[:m], k, int(len(prefilter)).bit_length() - 1)]
+            pos = np.flatnonzero(ok)
             out[k] = (pos, h[pos])
     return out
 
@@ -125,6 +137,7 @@ class EvalIndex:
     vocab: object  # Arrow string array: every evaluation token; a training token's id is its index here
     values: np.ndarray  # uint64 value of each token id; the last entry stands for any token not in vocab
     grams: dict  # gram length -> (sorted unique hashes, start of each hash's owners, owners: example numbers)
+    prefilter: np.ndarray  # 2**b booleans, set at the slot of every gram: a window whose slot is unset is no gram
 
 
 def build_index(texts: list[str], n: int = NGRAM) -> tuple[EvalIndex, np.ndarray]:
@@ -147,7 +160,12 @@ def build_index(texts: list[str], n: int = NGRAM) -> tuple[EvalIndex, np.ndarray
         pairs = np.unique(np.stack([hashes, owner_of[pos].astype(np.uint64)], axis=1), axis=0)
         keys, starts = np.unique(pairs[:, 0], return_index=True)
         grams[length] = (keys, np.append(starts, len(pairs)), pairs[:, 1].astype(np.int64))
-    return EvalIndex(n, vocab, values, grams), sizes
+    count = sum(len(g[0]) for g in grams.values())
+    bits = min(max(int(count * 16).bit_length(), 16), 26)  # about 1 slot in 16 set: ~6% of windows pass
+    prefilter = np.zeros(2 ** bits, dtype=bool)
+    for length, (keys, _, _) in grams.items():
+        prefilter[_slot(keys, length, bits)] = True
+    return EvalIndex(n, vocab, values, grams, prefilter), sizes
 
 
 def _hits(index: EvalIndex, texts) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +174,7 @@ def _hits(index: EvalIndex, texts) -> tuple[np.ndarray, np.ndarray]:
 
     flat, offsets = _flat(normalized_tokens(texts))
     ids = pc.index_in(flat, value_set=index.vocab).fill_null(len(index.vocab)).to_numpy()
-    windows = window_hashes(index.values[ids], offsets, set(index.grams))
+    windows = window_hashes(index.values[ids], offsets, set(index.grams), index.prefilter)
     found_pos, found_owner = [], []
     for length, (pos, hashes) in windows.items():
         keys, starts, owners = index.grams[length]

@@ -155,6 +155,7 @@ def test_hash_scan_equals_plain_ngram_sets():
     ("The CAT, isn't here!!", ["the", "cat", "isn", "t", "here"]),
     ("男人打破了脚趾。", ["男", "人", "打", "破", "了", "脚", "趾"]),
     ("  \n...  ", []),
+    ("a\u3000b\u00a0c\u2003d", ["a", "b", "c", "d"]),  # Unicode spaces separate tokens too
 ])
 def test_normalisation(text, tokens):
     from bloomz_tune.contamination import _flat
