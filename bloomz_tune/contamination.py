@@ -28,7 +28,6 @@ xP3-sized scan take hours (benchmarks/contamination.py).
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -273,14 +272,12 @@ def scan(train, index: EvalIndex, num_proc: int = 1, progress: bool | None = Non
     bars_were_on = datasets.is_progress_bar_enabled()
     if not (interactive() if progress is None else progress):
         datasets.disable_progress_bars()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = data.map(_scan_batch, batched=True, batch_size=BATCH_ROWS, with_indices=True,
-                           remove_columns=data.column_names, fn_kwargs={"index": index},
-                           num_proc=workers_for(max(1, int(num_proc)), len(data)),
-                           cache_file_name=str(Path(tmp) / "hits.arrow"), new_fingerprint="contamination-hits",
-                           desc="contamination scan")
-            return pa.table({name: out.data.column(name).combine_chunks() for name in ("row", "example", "source")})
+    try:  # the hits are few: kept in memory, nothing is written beside the build
+        out = data.map(_scan_batch, batched=True, batch_size=BATCH_ROWS, with_indices=True,
+                       remove_columns=data.column_names, fn_kwargs={"index": index},
+                       num_proc=workers_for(max(1, int(num_proc)), len(data)), keep_in_memory=True,
+                       new_fingerprint="contamination-hits", desc="contamination scan")
+        return pa.table({name: out.data.column(name).combine_chunks() for name in ("row", "example", "source")})
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
@@ -318,7 +315,8 @@ def summarise(sets: list[EvalSet], sizes: np.ndarray, hits, n: int) -> dict:
     set_of = np.repeat(np.arange(len(sets)), [len(s.texts) for s in sets])
     table = pa.table({"set": set_of[hits.column("example").to_numpy()], "example": hits.column("example"),
                       "row": hits.column("row"), "source": hits.column("source")})
-    dirty = dict(zip(*table.group_by("set").aggregate([("example", "count_distinct")]).to_pydict().values()))
+    dirty = {g["set"]: g["example_count_distinct"]
+             for g in table.group_by("set").aggregate([("example", "count_distinct")]).to_pylist()}
     by_source: dict[int, list] = {}
     for g in table.group_by(["set", "source"]).aggregate([("example", "count_distinct"),
                                                            ("row", "count_distinct")]).to_pylist():
