@@ -379,9 +379,15 @@ def write_report(built_dir, report: dict) -> None:
 # -- command line -------------------------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    """The arguments of ``bloomz-tune mixture contamination``."""
+    """The description and arguments of ``bloomz-tune mixture contamination``."""
     from bloomz_tune.eval_tasks import MULTILINGUAL_TASKS, TASKS
 
+    parser.description = (
+        "For each evaluation dataset and language: the share of its examples whose own text (its fields, not our "
+        "prompts) shares an n-gram of --ngram tokens with a training row (inputs and targets) of the build's "
+        "train split, and the training sources of those rows. Tokens: " + RULE + " Written into the build's "
+        "datasheet (datasheet.json key 'contamination', a datasheet.md section that `mixture show` prints) and "
+        "printed as a table. Verbatim overlap only; docs/contamination.md gives the rule and its limits.")
     parser.add_argument("dir", help="a built mixture directory")
     parser.add_argument("--tasks", default=",".join(MULTILINGUAL_TASKS),
                         help=f"comma list of {', '.join(TASKS)}; 'anli' for its three rounds, 'all' for every task "

@@ -248,9 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=int, default=2, help="samples per task cluster")
     from bloomz_tune import contamination
 
-    c = sub.add_parser("contamination", help="share of evaluation examples sharing an n-gram with training rows",
-                       description=contamination.__doc__.split("\n\n")[2])
-    contamination.add_arguments(c)
+    contamination.add_arguments(sub.add_parser("contamination", help="share of evaluation examples that share an "
+                                                                     "n-gram with the build's training rows"))
     return parser
 
 
