@@ -54,7 +54,8 @@ TEXT_COLUMNS = {
 }
 # One regex pass: a Chinese or Japanese character gets spaces around it; punctuation, symbols and Unicode spaces
 # become ASCII spaces (so that the faster ASCII whitespace split then finds every token).
-SPLIT_PATTERN = r"([\p{Han}\p{Hiragana}\p{Katakana}])|[\p{P}\p{S}\p{Z}\x{85}]"
+SPLIT_PATTERN = (r"([\p{Han}\p{Hiragana}\p{Katakana}])|[\p{P}\p{S}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}"
+                 r"\x{2029}\x{202F}\x{205F}\x{3000}]")  # the Unicode spaces but " ": matching every " " is slow
 RULE = ("lower-cased; punctuation and symbols replaced by spaces; each Chinese or Japanese character a token; "
         "split on whitespace. Examples shorter than n tokens: their whole text is the one gram.")
 MULTIPLIER = np.uint64(0x100000001B3)  # polynomial hash of a window: h = h * MULTIPLIER + token value (mod 2**64)
