@@ -142,6 +142,10 @@ def datasheet_markdown(sheet: dict) -> str:
     if sheet.get("not_yet_covered"):
         out.append("\n## Sources of the original mixture not yet covered\n\n"
                    + "".join(f"- {w}\n" for w in sheet["not_yet_covered"]))
+    if sheet.get("contamination"):  # written by `mixture contamination`; last, where that command puts it
+        from bloomz_tune.contamination import contamination_markdown
+
+        out.append("\n" + contamination_markdown(sheet["contamination"]))
     return "".join(out)
 
 

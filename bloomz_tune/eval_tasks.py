@@ -311,6 +311,29 @@ def resolve_tasks(tasks: list[str] | str | None, languages: list[str] | str | No
     return plan
 
 
+def parse_data_dirs(values: list[str]) -> dict[str, str]:
+    """``--data-dir`` values (``TASK=FOLDER``, repeated or comma-separated) -> {task: folder}."""
+    dirs = {}
+    for value in values:
+        for item in value.split(","):
+            task, sep, folder = item.partition("=")
+            if not sep or not task.strip() or not folder.strip():
+                raise BloomzTuneError(f"--data-dir expects TASK=FOLDER, got {item!r}")
+            dirs[task.strip()] = folder.strip()
+    return dirs
+
+
+def task_data_dirs(data_dirs: dict | None) -> dict[str, str]:
+    """{task or group: folder} -> {task: folder}, a group ("anli") standing for its tasks; an unknown task fails."""
+    dirs = {name: folder for key, folder in (data_dirs or {}).items()
+            for name in (TASK_GROUPS.get(key, (key,)) if key != "all" else (key,))}
+    unknown = [t for t in dirs if t not in TASKS]
+    if unknown:
+        raise BloomzTuneError(f"data folder given for unknown task(s) {', '.join(unknown)}; "
+                              f"valid tasks: {', '.join(TASKS)}")
+    return dirs
+
+
 def _split(value) -> list[str]:
     if value is None:
         return []

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .bloom import causal_lm, enable_selected_logits
 from .data import target_text
 from .errors import BloomzTuneError
-from .eval_tasks import TASKS
+from .eval_tasks import TASKS, parse_data_dirs
 from .modeling import load_for_eval
 from .runtime import is_main_process, print0
 
@@ -274,17 +274,12 @@ def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts:
     Raises BloomzTuneError for an unknown task or language, a bad --data-dir, a missing split or column, too
     many prompts, or a task left empty after ``limit``.
     """
-    from .eval_tasks import TASK_GROUPS, load_task_rows, prompts_for, resolve_tasks
+    from .eval_tasks import load_task_rows, prompts_for, resolve_tasks, task_data_dirs
 
     if limit is not None and limit < 1:
         raise BloomzTuneError(f"limit must be a positive number of examples, got {limit}")
     plan = resolve_tasks(tasks, languages)
-    data_dirs = {name: folder for key, folder in (data_dirs or {}).items()
-                 for name in (TASK_GROUPS.get(key, (key,)) if key != "all" else (key,))}
-    unknown = [t for t in data_dirs if t not in TASKS]
-    if unknown:
-        raise BloomzTuneError(f"data folder given for unknown task(s) {', '.join(unknown)}; "
-                              f"valid tasks: {', '.join(TASKS)}")
+    data_dirs = task_data_dirs(data_dirs)
     loaded = {}
     for task, langs in plan.items():
         for language in langs:
@@ -394,17 +389,6 @@ def build_parser():
     parser.add_argument("--revision", default=None, help="Hub revision of MODEL")
     parser.add_argument("--trust-remote-code", action="store_true")
     return parser
-
-
-def parse_data_dirs(values: list[str]) -> dict[str, str]:
-    dirs = {}
-    for value in values:
-        for item in value.split(","):
-            task, sep, folder = item.partition("=")
-            if not sep or not task.strip() or not folder.strip():
-                raise BloomzTuneError(f"--data-dir expects TASK=FOLDER, got {item!r}")
-            dirs[task.strip()] = folder.strip()
-    return dirs
 
 
 def main(argv: list[str] | None = None) -> int:

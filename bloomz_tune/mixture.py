@@ -5,6 +5,7 @@ Build and inspect a mixture::
     bloomz-tune mixture build data_mixtures/demo.yaml [--num-proc 4] [--tokenizer bigscience/bloom-560m]
     bloomz-tune mixture build data_mixtures/demo.yaml --output runs/mixtures/demo
     bloomz-tune mixture show runs/mixtures/demo
+    bloomz-tune mixture contamination runs/mixtures/demo --tasks xnli,xcopa [--data-dir xnli=FOLDER ...]
     bloomz-tune mixture build --help          # every spec, source and template-file key
 
 Without ``--output`` a build goes to the mixture cache (``--cache``, by default the recipe's
@@ -245,6 +246,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print a build's datasheet and sample rows")
     s.add_argument("dir", help="a built mixture directory")
     s.add_argument("--samples", type=int, default=2, help="samples per task cluster")
+    from bloomz_tune import contamination
+
+    contamination.add_arguments(sub.add_parser("contamination", help="share of evaluation examples that share an "
+                                                                     "n-gram with the build's training rows"))
     return parser
 
 
@@ -264,12 +269,17 @@ def _build_command(args) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`mixture build SPEC [--output DIR] [--cache DIR] ...` and `mixture show DIR`; 2 on a user error."""
+    """`mixture build SPEC [--output DIR] [--cache DIR] ...`, `mixture show DIR` and `mixture contamination DIR
+    --tasks ...`; 2 on a user error."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
             out = _build_command(args)
             print0(f"wrote {out} (datasheet: {out / DATASHEET_MD})")
+        elif args.command == "contamination":
+            from bloomz_tune.contamination import command
+
+            command(args)
         else:
             print0(show_mixture(args.dir, args.samples))
     except BloomzTuneError as err:

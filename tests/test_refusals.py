@@ -131,6 +131,14 @@ def corrupt_release(tmp):
     return release_spec(tmp, "xp3", tmp / "xP3", "en")
 
 
+def contamination(tmp, *extra, build=True):
+    """`mixture contamination` of a one-source build (made here when ``build``) against the XCOPA zh fixture."""
+    if build and main(spec(tmp, "{{ text }}")) != 0:
+        raise AssertionError("the fixture mixture did not build")
+    return ["mixture", "contamination", str(tmp / "built"), "--tasks", "xcopa", "--languages", "zh", "--data-dir",
+            f"xcopa={FIXTURES / 'eval' / 'release' / 'xcopa'}", *extra]
+
+
 def finished_run(tmp):
     (tmp / "run" / "final").mkdir(parents=True)
     (tmp / "run" / "recipe.resolved.yaml").write_text("output_dir: x\n")
@@ -244,6 +252,11 @@ CASES = [
      ["is not a folder", "hf download"]),
     ("mixture build output exists", lambda t, m: make_file(t / "built" / "f") and spec(t, "{{ text }}"),
      ["already exists"]),
+    ("contamination unknown task", lambda t, m: contamination(t, "--tasks", "xcopa,nope", build=False),
+     ["unknown task 'nope'", "valid tasks: xnli, xcopa"]),
+    ("contamination not a build", lambda t, m: contamination(t, build=False), ["is not a finished mixture build"]),
+    ("contamination corrupt row", lambda t, m: contamination(t, "--data-dir", f"xcopa={corrupt_xcopa(t)}"),
+     ["val.zh.jsonl:2: not valid JSON"]),
 ]
 
 
