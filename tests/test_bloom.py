@@ -279,3 +279,30 @@ def test_full_logits_loss_with_labels_stops_at_sample_boundaries(tiny_model, tin
     assert items == int(target_mask(batch["labels"], batch["segment_ids"]).sum())
     assert items < int(target_mask(batch["labels"]).sum())
     assert abs(float(loss) - float(total) / items) < 1e-5
+
+
+def _attention_sized_saved(model, batch) -> set:
+    """Storages of the (batch, heads or 1, L, L) tensors that a forward keeps for backward."""
+    rows, length = batch["input_ids"].shape
+    sizes = {rows * model.config.n_head * length * length, rows * length * length}
+    saved = set()
+
+    def keep(t):
+        if t.numel() in sizes:
+            saved.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        batch_loss_sum(model, batch)
+    return saved
+
+
+def test_bf16_autocast_keeps_one_attention_bias_per_forward(tiny_model, tiny_tokenizer):
+    """fp32 weights under bf16 autocast (the full fine-tuning recipes): the bias is built in bf16 once and every
+    layer's sdpa uses it as it is, instead of casting a copy per layer that backward would keep."""
+    patch_bloom(tiny_model, "sdpa")
+    assert tiny_model.config.n_layer > 1
+    batch = _packed_batch(tiny_tokenizer)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert len(_attention_sized_saved(tiny_model, batch)) == 1
+    assert len(_attention_sized_saved(tiny_model, batch)) == 1  # fp32 without autocast as well
