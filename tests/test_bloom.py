@@ -28,10 +28,17 @@ def _tokenized(tokenizer):
     return datasets.Dataset.from_dict({"input_ids": rows["input_ids"], "labels": rows["labels"]})
 
 
-def _packed_batch(tokenizer, max_length=96):
-    packed, stats = pack_dataset(_tokenized(tokenizer), max_length=max_length)
+def _packed_batch(tokenizer, row_length=96, **collator):
+    """Samples packed into rows of ``row_length``; ``collator`` overrides PackedCollator's arguments."""
+    packed, stats = pack_dataset(_tokenized(tokenizer), max_length=row_length)
     assert stats.rows < stats.samples  # several samples really share a row
-    return PackedCollator(tokenizer.pad_token_id, max_length=max_length)(list(packed))
+    return PackedCollator(tokenizer.pad_token_id, **{"max_length": row_length, **collator})(list(packed))
+
+
+def _padded_batch(tokenizer, **collator):
+    rows = tokenize_batch(SAMPLES, tokenizer, max_length=128)
+    return PaddingCollator(tokenizer.pad_token_id, **collator)(
+        [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])])
 
 
 def _alone(model, ids, labels):
@@ -146,9 +153,7 @@ def test_packing_without_segment_mask_would_differ(tiny_model, tiny_tokenizer):
 def test_padded_batches_equal_stock(tiny_model, tiny_tokenizer, side):
     stock = copy.deepcopy(tiny_model)
     patch_bloom(tiny_model, "sdpa")
-    rows = tokenize_batch(SAMPLES, tiny_tokenizer, max_length=128)
-    batch = PaddingCollator(tiny_tokenizer.pad_token_id)(
-        [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])])
+    batch = _padded_batch(tiny_tokenizer)
     if side == "left":
         lengths = batch["attention_mask"].sum(1)
         for key in ("input_ids", "attention_mask"):
@@ -306,3 +311,27 @@ def test_bf16_autocast_keeps_one_attention_bias_per_forward(tiny_model, tiny_tok
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert len(_attention_sized_saved(tiny_model, batch)) == 1
     assert len(_attention_sized_saved(tiny_model, batch)) == 1  # fp32 without autocast as well
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_padding_to_a_multiple_of_8_keeps_the_loss(tiny_model, tiny_tokenizer, packed):
+    """Both collators pad to a multiple of 8 by default; the extra padding holds no target and changes nothing."""
+    patch_bloom(tiny_model, "sdpa")
+    if packed:  # rows packed into 96 tokens; the collator pads to the longest row, or to ``max_length``
+        def make(**collator):
+            return _packed_batch(tiny_tokenizer, **{"max_length": None, **collator})
+    else:
+        def make(**collator):
+            return _padded_batch(tiny_tokenizer, **collator)
+    tight, rounded = make(pad_to_multiple_of=None), make()
+    assert tight["input_ids"].shape[1] % 8 != 0 and rounded["input_ids"].shape[1] % 8 == 0
+    extra = rounded["attention_mask"][:, tight["input_ids"].shape[1]:]
+    assert extra.numel() > 0 and not extra.any()
+    for key in tight:  # the same rows, plus padding columns
+        assert torch.equal(rounded[key][:, :tight[key].shape[1]], tight[key])
+    assert (rounded["labels"][rounded["attention_mask"] == 0] == IGNORE_INDEX).all()
+    for loss_type in ("sample_mean", "token_mean"):
+        (a, n_a, t_a), (b, n_b, t_b) = (batch_loss_sum(tiny_model, x, loss_type) for x in (tight, rounded))
+        assert (n_a, t_a) == (n_b, t_b)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert make(max_length=123)["input_ids"].shape[1] == 128  # a fixed row length is rounded up as well
