@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bloomz_tune.bloom import attention_of, enable_selected_logits, patch_bloom
+from bloomz_tune.bloom import attention_of, causal_lm, enable_selected_logits, patch_bloom
 from bloomz_tune.data import PaddingCollator, tokenize_batch
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.loss import IGNORE_INDEX, batch_loss_sum, select_targets, target_mask
@@ -335,3 +335,62 @@ def test_padding_to_a_multiple_of_8_keeps_the_loss(tiny_model, tiny_tokenizer, p
         assert (n_a, t_a) == (n_b, t_b)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert make(max_length=123)["input_ids"].shape[1] == 128  # a fixed row length is rounded up as well
+
+
+def _enable_checkpointing_as_the_trainer_does(model, tmp_path):
+    """Trainer.train's call, with the arguments the recipe's ``gradient_checkpointing: true`` gives."""
+    from bloomz_tune.recipe import recipe_from_dict
+    from bloomz_tune.trainer import training_arguments
+
+    recipe = recipe_from_dict({"output_dir": str(tmp_path), "training": {"gradient_checkpointing": True,
+                                                                         "bf16": False}})
+    args = training_arguments(recipe, tmp_path / "ckpt")
+    name = "activation_checkpointing" if hasattr(args, "activation_checkpointing") else "gradient_checkpointing"
+    assert getattr(args, name)
+    getattr(model, f"{name}_enable")(**{f"{name}_kwargs": getattr(args, f"{name}_kwargs")})
+
+
+def _loss_and_grads(model, batch, seed=0):
+    """(loss, gradients) of one training step, and how often the attention layers ran (forward + recompute)."""
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda *_: calls.append(1)) for n, m in model.named_modules()
+             if n.endswith("self_attention")]
+    torch.manual_seed(seed)  # the same dropout draws in both runs
+    loss = batch_loss_sum(model, batch)[0]
+    loss.backward()
+    for hook in hooks:
+        hook.remove()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads, len(calls)
+
+
+@pytest.mark.parametrize("attention,device", [
+    ("sdpa", "cpu"),
+    pytest.param("flex", "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                          reason="flex attention has no backward on CPU")),
+])
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing_keeps_loss_and_gradients(tiny_model_dir, tiny_tokenizer, tmp_path, attention, device,
+                                                         lora):
+    """The recipes train with gradient checkpointing (and, with sdpa, dropout 0.1): recomputing each block in
+    backward with the shared PackedMask gives the loss and gradients of the plain packed step."""
+    from transformers import AutoModelForCausalLM
+
+    dropout = 0.1 if attention == "sdpa" else 0.0
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, hidden_dropout=dropout,
+                                                 attention_dropout=dropout)
+    model = (_lora(model) if lora else model).to(device)
+    patch_bloom(model, attention)
+    model.train()
+    batch = {k: v.to(device) for k, v in _packed_batch(tiny_tokenizer).items()}
+    loss, grads, calls = _loss_and_grads(model, batch)
+    _enable_checkpointing_as_the_trainer_does(model, tmp_path)
+    loss_ckpt, grads_ckpt, calls_ckpt = _loss_and_grads(model, batch)
+    layers = causal_lm(model).config.n_layer
+    assert (calls, calls_ckpt) == (layers, 2 * layers)  # each block really ran again in backward
+    torch.testing.assert_close(loss_ckpt, loss, atol=1e-6, rtol=0)
+    assert grads.keys() == grads_ckpt.keys() and len(grads) > 0
+    for name in grads:
+        torch.testing.assert_close(grads_ckpt[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)
+    assert sum(float(g.abs().sum()) for g in grads.values()) > 0
