@@ -1,26 +1,28 @@
-"""Training throughput and memory: bloomz_tune's packed training against TRL's SFTTrainer, side by side.
+"""Training throughput and memory: bloomz_tune's training path against TRL's SFTTrainer, side by side.
 
 Same synthetic data (xP3-like lengths: long-tailed inputs of a few hundred tokens, short targets; random token
-ids, nothing downloaded), same model shape and seed, same LoRA adapter, about the same real tokens per step:
+ids, nothing downloaded), same model shape, seed and weight dtype, same LoRA (the recipe's), same optimizer
+settings, clipping and precision (recipes/lora_560m.yaml, or recipes/full_560m.yaml with ``--full``), about the
+same real tokens per step:
 
-- ``ours``: best-fit packing into ``--max-length`` rows, segment-isolated ALiBi attention (``--attn``),
-  logits at target positions only, BLOOMZ's per-sample normalised loss.
+- ``ours``: what ``bloomz-tune train`` runs, built by finetune.py's own functions (``adapt_model``,
+  ``batches_of``, ``build_trainer``): best-fit packing into ``--max-length`` rows, PackedCollator,
+  segment-isolated ALiBi attention (``--attn``), logits at target positions only, BLOOMZ's per-sample loss,
+  BloomzTrainer with its throughput log and metrics file.
 - ``trl_padded``: TRL SFTTrainer as a user would run it on BLOOM: completion_only_loss, padding, no packing.
 - ``trl_packed``: TRL SFTTrainer with packing=True (BFD, padding-free): fast, but BLOOM takes no position ids
   and gets no attention mask there, so packed samples attend to each other and ALiBi runs across them.
 
 Each configuration runs in its own process (so peak memory is its own) for ``--warmup`` + ``--steps`` optimizer
-steps; rates are over the timed steps. Reported: real (non-padding) tokens/s, target tokens/s, padding
-efficiency (real tokens / token slots computed), peak memory (CUDA allocator peak on a GPU, peak RSS on CPU,
-plus the growth over the loaded model), MFU on a GPU, and ratios to trl_padded.
+steps; rates are over the timed steps, from the batches those steps used. Reported: real (non-padding) tokens/s,
+target tokens/s, padding efficiency (real tokens / token slots computed), peak memory (CUDA allocator peak on a
+GPU, peak RSS on CPU), useful TFLOP/s and MFU on a GPU (throughput.py: linear layers on real tokens, attention
+within samples, the head at target positions; the same count for every configuration), and ratios to trl_padded.
+On CUDA the recipe's precision applies: bf16 autocast, LoRA on bf16 weights, full fine-tuning on fp32 weights.
 
 CPU (reduced-depth bloom-560m shape, the real 250,880 vocabulary; a few steps):
     python benchmarks/train_throughput.py --layers 2 --steps 2
-GPU (bloom-560m, then bloom-1b7 shape, bf16):
-    python benchmarks/train_throughput.py --device cuda --dtype bfloat16 --layers 24 --hidden 1024 --heads 16 \
-        --rows 8 --trl-batch 64 --steps 10
-    python benchmarks/train_throughput.py --device cuda --dtype bfloat16 --layers 24 --hidden 2048 --heads 16 \
-        --rows 8 --trl-batch 64 --steps 10 --attn flex
+GPU commands (bloom-560m and bloom-1b7 shapes, sdpa and flex, LoRA and full): benchmarks/README.md.
 Packing efficiency of greedy vs best-fit on the synthetic lengths only (no model):
     python benchmarks/train_throughput.py --packing-only --samples 20000
 """
@@ -55,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--trl-batch", type=int, default=8, help="trl_padded: samples per step (~ the same real tokens)")
     p.add_argument("--steps", type=int, default=2, help="timed optimizer steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    p.add_argument("--attn", choices=("sdpa", "flex", "stock"), default="sdpa", help="ours: attention")
+    p.add_argument("--attn", choices=("sdpa", "flex"), default="sdpa", help="ours: attention")
     p.add_argument("--full", action="store_true", help="full fine-tuning (recipes/full_560m.yaml) instead of LoRA "
                                                         "(recipes/lora_560m.yaml)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="all configurations (the recipes' setting)")
