@@ -1,26 +1,28 @@
-"""Training throughput and memory: bloomz_tune's packed training against TRL's SFTTrainer, side by side.
+"""Training throughput and memory: bloomz_tune's training path against TRL's SFTTrainer, side by side.
 
 Same synthetic data (xP3-like lengths: long-tailed inputs of a few hundred tokens, short targets; random token
-ids, nothing downloaded), same model shape and seed, same LoRA adapter, about the same real tokens per step:
+ids, nothing downloaded), same model shape, seed and weight dtype, same LoRA (the recipe's), same optimizer
+settings, clipping and precision (recipes/lora_560m.yaml, or recipes/full_560m.yaml with ``--full``), about the
+same real tokens per step:
 
-- ``ours``: best-fit packing into ``--max-length`` rows, segment-isolated ALiBi attention (``--attn``),
-  logits at target positions only, BLOOMZ's per-sample normalised loss.
+- ``ours``: what ``bloomz-tune train`` runs, built by finetune.py's own functions (``adapt_model``,
+  ``batches_of``, ``build_trainer``): best-fit packing into ``--max-length`` rows, PackedCollator,
+  segment-isolated ALiBi attention (``--attn``), logits at target positions only, BLOOMZ's per-sample loss,
+  BloomzTrainer with its throughput log and metrics file.
 - ``trl_padded``: TRL SFTTrainer as a user would run it on BLOOM: completion_only_loss, padding, no packing.
 - ``trl_packed``: TRL SFTTrainer with packing=True (BFD, padding-free): fast, but BLOOM takes no position ids
   and gets no attention mask there, so packed samples attend to each other and ALiBi runs across them.
 
 Each configuration runs in its own process (so peak memory is its own) for ``--warmup`` + ``--steps`` optimizer
-steps; rates are over the timed steps. Reported: real (non-padding) tokens/s, target tokens/s, padding
-efficiency (real tokens / token slots computed), peak memory (CUDA allocator peak on a GPU, peak RSS on CPU,
-plus the growth over the loaded model), MFU on a GPU, and ratios to trl_padded.
+steps; rates are over the timed steps, from the batches those steps used. Reported: real (non-padding) tokens/s,
+target tokens/s, padding efficiency (real tokens / token slots computed), peak memory (CUDA allocator peak on a
+GPU, peak RSS on CPU), useful TFLOP/s and MFU on a GPU (throughput.py: linear layers on real tokens, attention
+within samples, the head at target positions; the same count for every configuration), and ratios to trl_padded.
+On CUDA the recipe's precision applies: bf16 autocast, LoRA on bf16 weights, full fine-tuning on fp32 weights.
 
 CPU (reduced-depth bloom-560m shape, the real 250,880 vocabulary; a few steps):
     python benchmarks/train_throughput.py --layers 2 --steps 2
-GPU (bloom-560m, then bloom-1b7 shape, bf16):
-    python benchmarks/train_throughput.py --device cuda --dtype bfloat16 --layers 24 --hidden 1024 --heads 16 \
-        --rows 8 --trl-batch 64 --steps 10
-    python benchmarks/train_throughput.py --device cuda --dtype bfloat16 --layers 24 --hidden 2048 --heads 16 \
-        --rows 8 --trl-batch 64 --steps 10 --attn flex
+GPU commands (bloom-560m and bloom-1b7 shapes, sdpa and flex, LoRA and full): benchmarks/README.md.
 Packing efficiency of greedy vs best-fit on the synthetic lengths only (no model):
     python benchmarks/train_throughput.py --packing-only --samples 20000
 """
@@ -37,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 CONFIGS = ("ours", "trl_padded", "trl_packed")
 
@@ -54,10 +57,12 @@ def parse_args(argv=None):
     p.add_argument("--trl-batch", type=int, default=8, help="trl_padded: samples per step (~ the same real tokens)")
     p.add_argument("--steps", type=int, default=2, help="timed optimizer steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    p.add_argument("--attn", choices=("sdpa", "flex", "stock"), default="sdpa", help="ours: attention")
-    p.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (r=16 on all linears)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--attn", choices=("sdpa", "flex"), default="sdpa", help="ours: attention")
+    p.add_argument("--full", action="store_true", help="full fine-tuning (recipes/full_560m.yaml) instead of LoRA "
+                                                        "(recipes/lora_560m.yaml)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="all configurations (the recipes' setting)")
+    p.add_argument("--dropout", type=float, default=0.0, help="hidden and attention dropout (recipes: 0.1; flex: 0)")
+    p.add_argument("--device", default="cpu", help="cuda: the recipe's precision (bf16), as on a user's GPU")
     p.add_argument("--only", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     p.add_argument("--packing-only", action="store_true", help="only compare packing strategies' efficiency")
     p.add_argument("--seed", type=int, default=42)
@@ -102,23 +107,72 @@ def trl_dataset(samples):
 
 
 # ---------------------------------------------------------------- model
-def build_model(args):
+def bench_recipe(args, out_dir: str):
+    """The recipe a user would run (recipes/lora_560m.yaml, or full_560m.yaml with --full), resized for the bench:
+    its optimizer, clipping, schedule, LoRA, precision, packing and logging; this run's batch and step count."""
+    from bloomz_tune.recipe import load_recipe
+
+    name = "full_560m.yaml" if args.full else "lora_560m.yaml"
+    overrides = [f"output_dir={out_dir}", f"model.attention={args.attn}", f"model.hidden_dropout={args.dropout}",
+                 f"model.attention_dropout={args.dropout}", f"data.max_length={args.max_length}",
+                 f"training.per_device_train_batch_size={args.rows}", "training.gradient_accumulation_steps=1",
+                 f"training.max_steps={args.warmup + args.steps}", f"training.save_steps={args.warmup + args.steps + 1}",
+                 f"training.seed={args.seed}",
+                 f"training.gradient_checkpointing={str(args.gradient_checkpointing).lower()}"]
+    if torch_device(args).type != "cuda":
+        overrides.append("training.bf16=false")
+    return load_recipe(ROOT / "recipes" / name, overrides)
+
+
+def precision_of(recipe) -> str:
+    """The weights' dtype and the mixed precision a recipe trains with, as the table prints it."""
+    from bloomz_tune.modeling import resolve_dtype
+    from bloomz_tune.trainer import training_arguments
+
+    autocast = training_arguments(recipe, recipe.output_dir).bf16
+    return f"{str(resolve_dtype(recipe.model.dtype)).removeprefix('torch.')} weights" + (
+        ", bf16 autocast" if autocast else "")
+
+
+def results_precision(results: dict) -> str:
+    return next(iter(results.values())).get("precision", "?")
+
+
+def torch_device(args):
+    import torch
+
+    return torch.device(args.device)
+
+
+def build_model(args, recipe):
+    """A random BLOOM of the benchmark's shape, in the recipe's weight dtype and dropout."""
     import torch
     from transformers import BloomConfig, BloomForCausalLM
 
+    from bloomz_tune.modeling import resolve_dtype
+
     config = BloomConfig(vocab_size=args.vocab, hidden_size=args.hidden, n_layer=args.layers, n_head=args.heads,
-                         hidden_dropout=0.0, attention_dropout=0.0, bos_token_id=1, eos_token_id=2,
-                         pad_token_id=3)
+                         hidden_dropout=recipe.model.hidden_dropout, attention_dropout=recipe.model.attention_dropout,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=3)
     torch.manual_seed(args.seed)
-    model = BloomForCausalLM(config).to(dtype=getattr(torch, args.dtype))
+    model = BloomForCausalLM(config).to(dtype=resolve_dtype(recipe.model.dtype))
     return model.to(args.device)
 
 
-def lora_config(args):
+def peft_config(recipe):
+    """The recipe's LoRA as a peft config, for TRL (ours applies the same through finetune.adapt_model)."""
     from peft import LoraConfig
 
-    modules = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
-    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=modules, task_type="CAUSAL_LM")
+    lora = recipe.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout, bias=lora.bias,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def special_tokens_only():
+    """The data is pre-tokenized; the trainers still want a tokenizer, for its pad and EOS ids (3 and 2, BLOOM's)."""
+    from bloomz_tune.tiny import build_tiny_tokenizer
+
+    return build_tiny_tokenizer(["a tokenizer for its special tokens"] * 4, vocab_size=300)
 
 
 def rss_bytes() -> int:
@@ -140,71 +194,18 @@ def memory_probe(device):
 
 
 # ---------------------------------------------------------------- runs
-def run_ours(args, samples):
-    import torch
+def timed_train(args, trainer, config) -> dict:
+    """Train ``trainer`` for warm-up + timed steps; rates over the timed steps from the batches they used.
 
-    from bloomz_tune.bloom import patch_bloom
-    from bloomz_tune.loss import batch_loss_sum
-    from bloomz_tune.packing import PackedCollator, pack_dataset
-    from bloomz_tune.throughput import ThroughputMeter
-
-    packed, stats = pack_dataset(tokenized_dataset(samples), max_length=args.max_length, strategy="best_fit")
-    collate = PackedCollator(pad_token_id=3, max_length=args.max_length if args.attn == "flex" else None)
-    model = build_model(args)
-    if not args.full:
-        from peft import get_peft_model
-
-        model = get_peft_model(model, lora_config(args))
-    patch_bloom(model, args.attn)
-    base_memory, peak = memory_probe(args.device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5)
-    meter = ThroughputMeter(model.config if not hasattr(model, "get_base_model") else model.get_base_model().config,
-                            device=args.device)
-    model.train()
-    needed = (args.warmup + args.steps) * args.rows
-    if needed > len(packed):
-        raise SystemExit(f"only {len(packed)} packed rows; raise --samples")
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            meter.read()  # timed window starts here
-        rows = [packed[i] for i in range(step * args.rows, (step + 1) * args.rows)]
-        batch = {k: v.to(args.device) for k, v in collate(rows).items()}
-        loss_sum, items, n_targets = batch_loss_sum(model, batch, "sample_mean")
-        (loss_sum / items).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        meter.update(batch, logit_tokens=n_targets)
-    result = meter.read()
-    result.update(base_memory_gib=base_memory / 2**30, peak_memory_gib=peak() / 2**30,
-                  dataset_packing_efficiency=stats.efficiency, loss=float(loss_sum / items))
-    return result
-
-
-def run_trl(args, samples, packing: bool):
-    import torch
+    Every configuration is counted the same way (throughput.ThroughputMeter): real tokens, target tokens, and
+    useful FLOPs (linear layers on real tokens, attention within samples, the head at target positions).
+    """
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
 
+    from bloomz_tune.loss import target_mask
     from bloomz_tune.throughput import ThroughputMeter
-    from bloomz_tune.tiny import build_tiny_tokenizer
 
-    model = build_model(args)
-    config = model.config
-    on_gpu = torch.device(args.device).type == "cuda"
-    batch = args.rows if packing else args.trl_batch
-    sft = SFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl_bench_"), per_device_train_batch_size=batch,
-        max_steps=args.warmup + args.steps, learning_rate=2e-5, lr_scheduler_type="constant", warmup_steps=0,
-        logging_steps=10**6, save_strategy="no", report_to="none", use_cpu=not on_gpu,
-        bf16=args.dtype == "bfloat16", completion_only_loss=True, packing=packing, max_length=args.max_length,
-        dataloader_num_workers=0, seed=args.seed, disable_tqdm=True,
-    )
     meter = ThroughputMeter(config, device=args.device)
-    # the data is pre-tokenized; TRL still wants a tokenizer, for its pad and EOS ids (3 and 2, BLOOM's)
-    tokenizer = build_tiny_tokenizer(["a tokenizer for its special tokens"] * 4, vocab_size=300)
-    trainer = SFTTrainer(model=model, args=sft, train_dataset=trl_dataset(samples), processing_class=tokenizer,
-                         peft_config=None if args.full else lora_config(args))
-    packed_rows = len(trainer.train_dataset)
     batches = []
     collate = trainer.data_collator
 
@@ -218,18 +219,80 @@ def run_trl(args, samples, packing: bool):
     class Clock(TrainerCallback):
         def on_step_end(self, _args, state, control, **kwargs):
             if state.global_step == args.warmup:
-                meter.read()
-                batches.clear()
+                meter.read()  # the timed window starts here
 
     trainer.add_callback(Clock())
     base_memory, peak = memory_probe(args.device)
     trainer.train()
-    for b in batches[: args.steps]:
-        if "attention_mask" not in b:  # padding-free: one flat row of real tokens, no padding
-            b = {**b, "attention_mask": torch.ones_like(b["input_ids"])}
-        meter.update(b, logit_tokens=int((b["labels"][:, 1:] != -100).sum()))
+    # the data loader may collate one batch ahead: the timed steps used batches warmup .. warmup + steps - 1
+    for b in batches[args.warmup: args.warmup + args.steps]:
+        b = with_segments(b)
+        meter.update(b, logit_tokens=int(target_mask(b["labels"], b.get("segment_ids")).sum()))
     result = meter.read()
-    result.update(base_memory_gib=base_memory / 2**30, peak_memory_gib=peak() / 2**30)
+    result.update(base_memory_gib=base_memory / 2**30, peak_memory_gib=peak() / 2**30,
+                  timed_batches=len(batches[args.warmup: args.warmup + args.steps]))
+    return result
+
+
+def with_segments(batch: dict) -> dict:
+    """TRL's padding-free packed batch (one flat row, ``position_ids`` restarting at 0 for each sample) with the
+    sample boundaries as ``segment_ids`` and an ``attention_mask``, so attention is counted within samples."""
+    import torch
+
+    if "attention_mask" in batch:
+        return batch
+    segments = (batch["position_ids"] == 0).long().cumsum(-1)
+    return {**batch, "segment_ids": segments, "attention_mask": torch.ones_like(batch["input_ids"])}
+
+
+def run_ours(args, samples):
+    """bloomz_tune's training path, built by the functions finetune.py builds a run with."""
+    from bloomz_tune.finetune import adapt_model, batches_of, build_trainer
+
+    run_dir = Path(tempfile.mkdtemp(prefix="ours_bench_"))
+    recipe = bench_recipe(args, str(run_dir))
+    model = adapt_model(recipe, build_model(args, recipe))
+    train_set, collator = batches_of(recipe, tokenized_dataset(samples), pad_token_id=3)
+    if (args.warmup + args.steps) * args.rows > len(train_set):
+        raise SystemExit(f"only {len(train_set)} packed rows; raise --samples")
+    trainer = build_trainer(recipe, model, special_tokens_only(), train_set, collator, run_dir)
+    result = timed_train(args, trainer, recipe_config(model))
+    lengths = train_set["length"]
+    result.update(dataset_packing_efficiency=sum(lengths) / (len(lengths) * args.max_length),
+                  precision=precision_of(recipe))
+    return result
+
+
+def recipe_config(model):
+    from bloomz_tune.bloom import causal_lm
+
+    return causal_lm(model).config
+
+
+def run_trl(args, samples, packing: bool):
+    """TRL's SFTTrainer on the same model, LoRA, optimizer settings and precision as ``ours``."""
+    from trl import SFTConfig, SFTTrainer
+
+    from bloomz_tune.trainer import training_arguments
+
+    recipe = bench_recipe(args, tempfile.mkdtemp(prefix="trl_bench_"))
+    ours = training_arguments(recipe, recipe.output_dir)
+    model = build_model(args, recipe)
+    sft = SFTConfig(
+        output_dir=recipe.output_dir, per_device_train_batch_size=args.rows if packing else args.trl_batch,
+        max_steps=args.warmup + args.steps, learning_rate=ours.learning_rate, lr_scheduler_type=ours.lr_scheduler_type,
+        warmup_steps=ours.warmup_steps, adam_beta1=ours.adam_beta1, adam_beta2=ours.adam_beta2,
+        adam_epsilon=ours.adam_epsilon, weight_decay=ours.weight_decay, max_grad_norm=ours.max_grad_norm,
+        logging_steps=recipe.training.logging_steps, save_strategy="no", report_to="none",
+        use_cpu=torch_device(args).type != "cuda", bf16=ours.bf16, completion_only_loss=True, packing=packing,
+        max_length=args.max_length, dataloader_num_workers=0, seed=args.seed, disable_tqdm=True,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=trl_dataset(samples), processing_class=special_tokens_only(),
+                         peft_config=None if args.full else peft_config(recipe))
+    packed_rows = len(trainer.train_dataset)
+    result = timed_train(args, trainer, model.config)
+    result["precision"] = precision_of(recipe)
     if packing:
         real = sum(len(x) for x, _ in samples)
         result["dataset_packing_efficiency"] = real / (packed_rows * args.max_length)
@@ -292,7 +355,8 @@ def main(argv=None):
 def print_table(args, results):
     base = results.get("trl_padded")
     print(f"\nBLOOM {args.layers} layers, hidden {args.hidden}, {args.heads} heads, vocab {args.vocab}, "
-          f"{args.dtype} on {args.device}, {'full' if args.full else 'LoRA r=16'}, rows of {args.max_length}, "
+          f"{results_precision(results)} on {args.device}, {'full' if args.full else 'LoRA r=16'}, "
+          f"{'gradient checkpointing, ' if args.gradient_checkpointing else ''}rows of {args.max_length}, "
           f"{args.steps} timed steps")
     cols = [("real tok/s", "real_tokens_per_s", "{:.1f}"), ("target tok/s", "target_tokens_per_s", "{:.2f}"),
             ("padding eff.", "packing_efficiency", "{:.1%}"), ("dataset packing", "dataset_packing_efficiency",

@@ -10,7 +10,10 @@ position ids and no 4D mask, so packed samples attend to each other. ``attention
 
 - ``"sdpa"``: one additive bias per forward, ``slope[h]·(pos_k − pos_q)`` where key k is visible from query q
   and −inf elsewhere, shared by all layers and fed to ``torch.nn.functional.scaled_dot_product_attention``
-  (fused kernels: the attention probabilities are not stored for backward).
+  (fused kernels: the attention probabilities are not stored for backward). It is built in the dtype attention
+  runs in (autocast's under mixed precision), so no layer casts a copy of it and backward keeps one tensor.
+  Batches pad rows to a multiple of 8 tokens (the collators), the width CUDA's memory-efficient kernel takes
+  without padding a copy of the bias at every call.
 - ``"flex"``: ``torch.nn.attention.flex_attention`` with ALiBi as a ``score_mod`` and the segment-causal
   pattern as a block mask: nothing of size L² is materialised and fully masked blocks are skipped. Meant for the
   GPU; compiled on first use (on CPU the first call takes tens of seconds).
@@ -122,8 +125,9 @@ def visible(segments: torch.Tensor) -> torch.Tensor:
 def sdpa_bias(segments: torch.Tensor, positions: torch.Tensor, slopes: torch.Tensor, dtype) -> torch.Tensor:
     """(batch, heads, L, L) additive bias: ALiBi where visible, −inf elsewhere.
 
-    Built head by head in fp32 and stored in ``dtype``, so the only full-size tensor is the result (one for the
-    whole forward, where stock BLOOM makes several per layer).
+    Built head by head in fp32 and stored in ``dtype``, so the only full-size tensor is the result. Pass the dtype
+    attention computes in (``compute_dtype``): sdpa needs the bias in the query's dtype, and a bias in another
+    dtype is cast at every layer's call, each copy kept for backward.
     """
     rel = (positions[:, None, :] - positions[:, :, None]).to(torch.float32)  # pos_k - pos_q
     hidden = ~visible(segments)
@@ -174,13 +178,23 @@ def flex_mask(segments: torch.Tensor, positions: torch.Tensor, slopes: torch.Ten
     return PackedMask("flex", block_mask=block_mask, score_mod=score_mod)
 
 
+def compute_dtype(dtype: torch.dtype, device) -> torch.dtype:
+    """The dtype attention runs in for activations of ``dtype`` on ``device``: autocast's when it is on."""
+    device_type = torch.device(device).type
+    if dtype.is_floating_point and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return dtype
+
+
 def build_packed_mask(attention: str, attention_mask, segment_ids, shape, num_heads: int, dtype,
                       device) -> PackedMask:
+    """The mask for one forward, every layer's: the sdpa bias is built in ``compute_dtype(dtype, device)``, so
+    autocast never casts it (one copy per layer, each kept for backward) and all layers share one tensor."""
     segments, positions = segments_and_positions(attention_mask, segment_ids, shape, device)
     slopes = alibi_slopes(num_heads, device)
     if attention == "flex":
         return flex_mask(segments, positions, slopes)
-    return PackedMask("sdpa", bias=sdpa_bias(segments, positions, slopes, dtype))
+    return PackedMask("sdpa", bias=sdpa_bias(segments, positions, slopes, compute_dtype(dtype, device)))
 
 
 # ---- the patched forwards ----------------------------------------------------------------------------------------

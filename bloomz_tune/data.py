@@ -117,11 +117,13 @@ class PaddingCollator:
     """Rows -> a batch of ``input_ids``, ``attention_mask``, ``labels`` (and ``segment_ids`` when rows have them).
 
     Rows are right-padded to ``max_length`` when given (static shapes, e.g. for flex attention), else to the
-    longest row rounded up to ``pad_to_multiple_of``. Padding has mask 0, label -100 and segment 0.
+    longest row; either width is rounded up to ``pad_to_multiple_of`` (8 by default, as transformers' collators
+    are usually set: the (L, L) attention bias then needs no padded copy in CUDA's memory-efficient kernel, and
+    tensor cores get aligned shapes). Padding has mask 0, label -100 and segment 0: no loss and no attention.
     """
 
     pad_token_id: int
-    pad_to_multiple_of: int | None = None
+    pad_to_multiple_of: int | None = 8
     max_length: int | None = None
 
     def __call__(self, features: list[dict]) -> dict:
@@ -133,9 +135,9 @@ class PaddingCollator:
             if longest > self.max_length:
                 raise BloomzTuneError(f"a row has {longest} tokens, more than max_length={self.max_length}")
             width = self.max_length
-        elif self.pad_to_multiple_of:
+        if self.pad_to_multiple_of:
             m = self.pad_to_multiple_of
-            width = (longest + m - 1) // m * m
+            width = (width + m - 1) // m * m
         fill = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX, "segment_ids": 0}
         keys = [k for k in fill if k in features[0]]
         batch = {k: torch.full((len(features), width), fill[k], dtype=torch.long) for k in keys}

@@ -176,8 +176,7 @@ def write_datasheet(run_dir: Path, built: Path, tokenizer, num_proc: int) -> Non
 
 def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
     """The base model (a tiny one built for the demo, or a Hub id / folder), LoRA if asked, our BLOOM attention."""
-    from bloomz_tune.bloom import patch_bloom
-    from bloomz_tune.modeling import apply_lora, load_model, load_tokenizer
+    from bloomz_tune.modeling import load_model, load_tokenizer
 
     m = recipe.model
     model_path = m.name_or_path
@@ -186,11 +185,7 @@ def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
         tokenizer = load_tokenizer(model_path)
     model = load_model(model_path, m.dtype, m.revision, m.trust_remote_code, hidden_dropout=m.hidden_dropout,
                        attention_dropout=m.attention_dropout)
-    if recipe.lora.enabled:
-        lora = recipe.lora
-        model = apply_lora(model, lora.r, lora.lora_alpha, lora.lora_dropout, lora.target_modules, lora.bias,
-                           lora.modules_to_save)
-    patch_bloom(model, attention=m.attention)
+    model = adapt_model(recipe, model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     print0(f"model {model_path}: {total:,} parameters, {trainable:,} trainable "
@@ -198,26 +193,54 @@ def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
     return model, tokenizer
 
 
+def adapt_model(recipe: Recipe, model):
+    """LoRA if the recipe asks for it, then the recipe's BLOOM attention; returns the model to train."""
+    from bloomz_tune.bloom import patch_bloom
+    from bloomz_tune.modeling import apply_lora
+
+    if recipe.lora.enabled:
+        lora = recipe.lora
+        model = apply_lora(model, lora.r, lora.lora_alpha, lora.lora_dropout, lora.target_modules, lora.bias,
+                           lora.modules_to_save)
+    return patch_bloom(model, attention=recipe.model.attention)
+
+
 def training_rows(recipe: Recipe, rows, tokenizer):
     """Tokenized (and, if asked, packed) training rows, their collator, and the tokenization counts."""
-    from bloomz_tune.data import PaddingCollator, tokenize_mixture
-    from bloomz_tune.packing import PackedCollator, pack_dataset
+    from bloomz_tune.data import tokenize_mixture
 
     d = recipe.data
     train_set, counts = tokenize_mixture(rows, tokenizer, d.max_length, d.overlong, d.num_proc)
     print0("tokenized train samples: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if len(train_set) == 0:
         raise BloomzTuneError(f"no training rows left after tokenization ({counts}); raise data.max_length?")
+    train_set, collator = batches_of(recipe, train_set, tokenizer.pad_token_id)
+    return train_set, collator, counts
+
+
+def batches_of(recipe: Recipe, train_set, pad_token_id: int):
+    """Tokenized rows -> (the rows the Trainer draws from, their collator): packed when the recipe packs."""
+    from bloomz_tune.data import PaddingCollator
+    from bloomz_tune.packing import PackedCollator, pack_dataset
+
+    d = recipe.data
     if not d.packing:
-        return train_set, PaddingCollator(tokenizer.pad_token_id), counts
+        return train_set, PaddingCollator(pad_token_id)
     train_set, packing_stats = pack_dataset(train_set, d.max_length, d.packing_strategy)
     print0(f"packed: {packing_stats}")
     static = d.max_length if recipe.model.attention == "flex" else None  # flex compiles for one shape
-    return train_set, PackedCollator(tokenizer.pad_token_id, max_length=static), counts
+    return train_set, PackedCollator(pad_token_id, max_length=static)
 
 
 def train_model(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path, checkpoint: Path | None):
     """Train with BloomzTrainer (BLOOMZ's loss, targets-only logits, the throughput log); returns the trainer."""
+    trainer = build_trainer(recipe, model, tokenizer, train_set, collator, run_dir)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    return trainer
+
+
+def build_trainer(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path):
+    """The BloomzTrainer a run trains with: the recipe's arguments, metrics.jsonl, the recipe's trackers."""
     from bloomz_tune.trainer import BloomzTrainer, MetricsFileCallback, training_arguments
 
     args = training_arguments(recipe, run_dir / "checkpoints")
@@ -229,7 +252,6 @@ def train_model(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: 
         from bloomz_tune.trackers import RecipeConfigCallback
 
         trainer.add_callback(RecipeConfigCallback(trainer, dump_yaml(recipe)))
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     return trainer
 
 

@@ -164,10 +164,11 @@ class PackedCollator(PaddingCollator):
     """Packed rows -> a batch of ``input_ids``, ``attention_mask``, ``labels``, ``segment_ids`` (all (B, L)).
 
     Rows are right-padded to ``max_length`` when given (static shapes, e.g. for flex attention or torch.compile),
-    else to the longest row rounded up to ``pad_to_multiple_of``. Padding has segment 0, mask 0, label -100.
+    else to the longest row; either width is rounded up to ``pad_to_multiple_of`` (8 by default, see
+    data.PaddingCollator). Padding has segment 0, mask 0, label -100.
     """
 
-    def __init__(self, pad_token_id: int, max_length: int | None = None, pad_to_multiple_of: int | None = None):
+    def __init__(self, pad_token_id: int, max_length: int | None = None, pad_to_multiple_of: int | None = 8):
         super().__init__(pad_token_id, pad_to_multiple_of=pad_to_multiple_of, max_length=max_length)
 
     def __call__(self, features: list[dict]) -> dict:

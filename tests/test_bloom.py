@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bloomz_tune.bloom import attention_of, enable_selected_logits, patch_bloom
+from bloomz_tune.bloom import attention_of, causal_lm, enable_selected_logits, patch_bloom
 from bloomz_tune.data import PaddingCollator, tokenize_batch
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.loss import IGNORE_INDEX, batch_loss_sum, select_targets, target_mask
@@ -28,10 +28,17 @@ def _tokenized(tokenizer):
     return datasets.Dataset.from_dict({"input_ids": rows["input_ids"], "labels": rows["labels"]})
 
 
-def _packed_batch(tokenizer, max_length=96):
-    packed, stats = pack_dataset(_tokenized(tokenizer), max_length=max_length)
+def _packed_batch(tokenizer, row_length=96, **collator):
+    """Samples packed into rows of ``row_length``; ``collator`` overrides PackedCollator's arguments."""
+    packed, stats = pack_dataset(_tokenized(tokenizer), max_length=row_length)
     assert stats.rows < stats.samples  # several samples really share a row
-    return PackedCollator(tokenizer.pad_token_id, max_length=max_length)(list(packed))
+    return PackedCollator(tokenizer.pad_token_id, **{"max_length": row_length, **collator})(list(packed))
+
+
+def _padded_batch(tokenizer, **collator):
+    rows = tokenize_batch(SAMPLES, tokenizer, max_length=128)
+    return PaddingCollator(tokenizer.pad_token_id, **collator)(
+        [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])])
 
 
 def _alone(model, ids, labels):
@@ -146,9 +153,7 @@ def test_packing_without_segment_mask_would_differ(tiny_model, tiny_tokenizer):
 def test_padded_batches_equal_stock(tiny_model, tiny_tokenizer, side):
     stock = copy.deepcopy(tiny_model)
     patch_bloom(tiny_model, "sdpa")
-    rows = tokenize_batch(SAMPLES, tiny_tokenizer, max_length=128)
-    batch = PaddingCollator(tiny_tokenizer.pad_token_id)(
-        [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])])
+    batch = _padded_batch(tiny_tokenizer)
     if side == "left":
         lengths = batch["attention_mask"].sum(1)
         for key in ("input_ids", "attention_mask"):
@@ -279,3 +284,113 @@ def test_full_logits_loss_with_labels_stops_at_sample_boundaries(tiny_model, tin
     assert items == int(target_mask(batch["labels"], batch["segment_ids"]).sum())
     assert items < int(target_mask(batch["labels"]).sum())
     assert abs(float(loss) - float(total) / items) < 1e-5
+
+
+def _attention_sized_saved(model, batch) -> set:
+    """Storages of the (batch, heads or 1, L, L) tensors that a forward keeps for backward."""
+    rows, length = batch["input_ids"].shape
+    sizes = {rows * model.config.n_head * length * length, rows * length * length}
+    saved = set()
+
+    def keep(t):
+        if t.numel() in sizes:
+            saved.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        batch_loss_sum(model, batch)
+    return saved
+
+
+def test_bf16_autocast_keeps_one_attention_bias_per_forward(tiny_model, tiny_tokenizer):
+    """fp32 weights under bf16 autocast (the full fine-tuning recipes): the bias is built in bf16 once and every
+    layer's sdpa uses it as it is, instead of casting a copy per layer that backward would keep."""
+    patch_bloom(tiny_model, "sdpa")
+    assert tiny_model.config.n_layer > 1
+    batch = _packed_batch(tiny_tokenizer)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert len(_attention_sized_saved(tiny_model, batch)) == 1
+    assert len(_attention_sized_saved(tiny_model, batch)) == 1  # fp32 without autocast as well
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_padding_to_a_multiple_of_8_keeps_the_loss(tiny_model, tiny_tokenizer, packed):
+    """Both collators pad to a multiple of 8 by default; the extra padding holds no target and changes nothing."""
+    patch_bloom(tiny_model, "sdpa")
+    if packed:  # rows packed into 96 tokens; the collator pads to the longest row, or to ``max_length``
+        def make(**collator):
+            return _packed_batch(tiny_tokenizer, **{"max_length": None, **collator})
+    else:
+        def make(**collator):
+            return _padded_batch(tiny_tokenizer, **collator)
+    tight, rounded = make(pad_to_multiple_of=None), make()
+    assert tight["input_ids"].shape[1] % 8 != 0 and rounded["input_ids"].shape[1] % 8 == 0
+    extra = rounded["attention_mask"][:, tight["input_ids"].shape[1]:]
+    assert extra.numel() > 0 and not extra.any()
+    for key in tight:  # the same rows, plus padding columns
+        assert torch.equal(rounded[key][:, :tight[key].shape[1]], tight[key])
+    assert (rounded["labels"][rounded["attention_mask"] == 0] == IGNORE_INDEX).all()
+    for loss_type in ("sample_mean", "token_mean"):
+        (a, n_a, t_a), (b, n_b, t_b) = (batch_loss_sum(tiny_model, x, loss_type) for x in (tight, rounded))
+        assert (n_a, t_a) == (n_b, t_b)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert make(max_length=123)["input_ids"].shape[1] == 128  # a fixed row length is rounded up as well
+
+
+def _enable_checkpointing_as_the_trainer_does(model, tmp_path):
+    """Trainer.train's call, with the arguments the recipe's ``gradient_checkpointing: true`` gives."""
+    from bloomz_tune.recipe import recipe_from_dict
+    from bloomz_tune.trainer import training_arguments
+
+    recipe = recipe_from_dict({"output_dir": str(tmp_path), "training": {"gradient_checkpointing": True,
+                                                                         "bf16": False}})
+    args = training_arguments(recipe, tmp_path / "ckpt")
+    name = "activation_checkpointing" if hasattr(args, "activation_checkpointing") else "gradient_checkpointing"
+    assert getattr(args, name)
+    getattr(model, f"{name}_enable")(**{f"{name}_kwargs": getattr(args, f"{name}_kwargs")})
+
+
+def _loss_and_grads(model, batch, seed=0):
+    """(loss, gradients) of one training step, and how often the attention layers ran (forward + recompute)."""
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda *_: calls.append(1)) for n, m in model.named_modules()
+             if n.endswith("self_attention")]
+    torch.manual_seed(seed)  # the same dropout draws in both runs
+    loss = batch_loss_sum(model, batch)[0]
+    loss.backward()
+    for hook in hooks:
+        hook.remove()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads, len(calls)
+
+
+@pytest.mark.parametrize("attention,device", [
+    ("sdpa", "cpu"),
+    pytest.param("flex", "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                          reason="flex attention has no backward on CPU")),
+])
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing_keeps_loss_and_gradients(tiny_model_dir, tiny_tokenizer, tmp_path, attention, device,
+                                                         lora):
+    """The recipes train with gradient checkpointing (and, with sdpa, dropout 0.1): recomputing each block in
+    backward with the shared PackedMask gives the loss and gradients of the plain packed step."""
+    from transformers import AutoModelForCausalLM
+
+    dropout = 0.1 if attention == "sdpa" else 0.0
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, hidden_dropout=dropout,
+                                                 attention_dropout=dropout)
+    model = (_lora(model) if lora else model).to(device)
+    patch_bloom(model, attention)
+    model.train()
+    batch = {k: v.to(device) for k, v in _packed_batch(tiny_tokenizer).items()}
+    loss, grads, calls = _loss_and_grads(model, batch)
+    _enable_checkpointing_as_the_trainer_does(model, tmp_path)
+    loss_ckpt, grads_ckpt, calls_ckpt = _loss_and_grads(model, batch)
+    layers = causal_lm(model).config.n_layer
+    assert (calls, calls_ckpt) == (layers, 2 * layers)  # each block really ran again in backward
+    torch.testing.assert_close(loss_ckpt, loss, atol=1e-6, rtol=0)
+    assert grads.keys() == grads_ckpt.keys() and len(grads) > 0
+    for name in grads:
+        torch.testing.assert_close(grads_ckpt[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)
+    assert sum(float(g.abs().sum()) for g in grads.values()) > 0
