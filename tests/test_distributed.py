@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from bloomz_tune.finetune import run
@@ -142,3 +143,89 @@ def test_fsdp_run_directory_is_written_once_by_rank_0(fsdp_pair):
     assert len((sharded / "metrics.jsonl").read_text().splitlines()) == len(
         (single / "metrics.jsonl").read_text().splitlines())
     assert "x 2 process(es)" in (sharded / "final" / "README.md").read_text()  # the card counts both
+
+
+# ---- DeepSpeed: every shipped config, as accelerate builds it, accepted by DeepSpeed's own parser ------------
+
+DEEPSPEED_CONFIGS = sorted(p.name for p in (ROOT / "recipes" / "accelerate").glob("*.yaml")
+                           if "distributed_type: DEEPSPEED" in p.read_text())
+RECIPES = sorted(p.name for p in (ROOT / "recipes").glob("*.yaml") if p.name != "tiny_demo.yaml")
+
+
+def _launcher_view(config_file, *flags):
+    """What `accelerate launch --config_file CONFIG_FILE [flags]` resolves: its arguments and the environment it
+    gives the training processes (accelerate's own code, as its launcher runs it)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(config_file), *flags, "bloomz_tune/finetune.py"])
+    args, defaults, precision_from_file = _validate_launch_command(args)
+    fields = list(defaults.deepspeed_config) + (["mixed_precision"] if precision_from_file else [])
+    args.deepspeed_fields_from_accelerate_config = ",".join(fields)  # as accelerate's launch_command sets it
+    _, env = prepare_deepspeed_cmd_env(args)
+    return args, {k: v for k, v in env.items() if k.startswith("ACCELERATE_")}
+
+
+class _OnProcesses:
+    """TrainingArguments as the Trainer sees them on each of ``world_size`` GPUs (bf16 where the file asks)."""
+
+    def __init__(self, args, world_size, bf16):
+        self._args, self.world_size, self.bf16 = args, world_size, bf16
+
+    def __getattr__(self, name):
+        return getattr(self._args, name)
+
+
+def _deepspeed_config(config_file, recipe_file, monkeypatch, processes=None):
+    """The DeepSpeed config a run of ``recipe_file`` under ``config_file`` hands DeepSpeed, parsed by DeepSpeed as
+    on rank 0 of the file's processes (or ``processes``)."""
+    import deepspeed.runtime.config as ds_config
+    from accelerate.utils import DeepSpeedPlugin, patch_environment
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    from bloomz_tune.trainer import training_arguments
+
+    launch, env = _launcher_view(config_file)
+    with patch_environment(**env):
+        plugin = DeepSpeedPlugin()  # reads the launcher's ACCELERATE_DEEPSPEED_* variables
+    plugin.set_mixed_precision(env["ACCELERATE_MIXED_PRECISION"])
+    recipe = load_recipe(ROOT / "recipes" / recipe_file, ["model.dtype=float32"])
+    args = training_arguments(recipe, "/nonexistent/checkpoints")
+    filled = HfTrainerDeepSpeedConfig(plugin.deepspeed_config)  # the Trainer fills the "auto" values
+    filled.trainer_config_process(_OnProcesses(args, launch.num_processes, launch.mixed_precision == "bf16"))
+    assert not filled.mismatches, filled.mismatches
+    monkeypatch.setattr(ds_config.dist, "get_rank", lambda *a, **k: 0)
+    monkeypatch.setattr(ds_config.dist, "get_world_size", lambda *a, **k: processes or launch.num_processes)
+    return launch, recipe, plugin, ds_config.DeepSpeedConfig(filled.config)
+
+
+@pytest.mark.parametrize("recipe_file", RECIPES)
+@pytest.mark.parametrize("config_file", DEEPSPEED_CONFIGS)
+def test_deepspeed_configs_are_accepted_by_deepspeed(config_file, recipe_file, monkeypatch):
+    path = ROOT / "recipes" / "accelerate" / config_file
+    launch, recipe, plugin, parsed = _deepspeed_config(path, recipe_file, monkeypatch)
+    t = recipe.training
+    file = yaml.safe_load(path.read_text())["deepspeed_config"]
+    assert parsed.zero_optimization_stage == file["zero_stage"]
+    assert parsed.zero_config.offload_optimizer.device == file["offload_optimizer_device"]
+    assert parsed.zero_config.offload_param.device == file["offload_param_device"]
+    assert parsed.zero_config.gather_16bit_weights_on_model_save == file.get("zero3_save_16bit_model", False)
+    assert plugin.zero3_init_flag == file.get("zero3_init_flag", False)  # ZeRO-3 builds the model sharded
+    assert parsed.bfloat16_config.enabled  # the file's mixed_precision: bf16
+    assert parsed.train_micro_batch_size_per_gpu == t.per_device_train_batch_size
+    assert parsed.gradient_accumulation_steps == t.gradient_accumulation_steps
+    assert parsed.train_batch_size == t.per_device_train_batch_size * t.gradient_accumulation_steps * launch.num_processes
+    assert parsed.gradient_clipping == t.max_grad_norm
+
+
+def test_deepspeed_refuses_a_wrong_config(tmp_path, monkeypatch):
+    """The parser is not a rubber stamp: a batch filled for 64 processes run on 8, and a ZeRO stage that does not
+    exist, are refused."""
+    multi_node = ROOT / "recipes" / "accelerate" / "multi_node_zero3.yaml"
+    with pytest.raises(AssertionError, match="train_batch_size is not equal"):
+        _deepspeed_config(multi_node, "lora_176b_zero3.yaml", monkeypatch, processes=8)
+    wrong = tmp_path / "zero4.yaml"
+    wrong.write_text((ROOT / "recipes" / "accelerate" / "deepspeed_zero3.yaml").read_text()
+                     .replace("zero_stage: 3", "zero_stage: 4"))
+    with pytest.raises(ValueError, match="DeepSpeedZeroConfig"):
+        _deepspeed_config(wrong, "full_7b1_zero3.yaml", monkeypatch)
