@@ -229,3 +229,44 @@ def test_deepspeed_refuses_a_wrong_config(tmp_path, monkeypatch):
                      .replace("zero_stage: 3", "zero_stage: 4"))
     with pytest.raises(ValueError, match="DeepSpeedZeroConfig"):
         _deepspeed_config(wrong, "full_7b1_zero3.yaml", monkeypatch)
+
+
+# ---- several machines: the SLURM launcher and the multi-node config ----------------------------------------
+
+FAKE_SRUN = """#!/bin/bash
+# srun on a job of 3 nodes: the command once per node, with that node's SLURM_NODEID
+while [[ $1 == --* ]]; do shift; done
+for node in 0 1 2; do SLURM_NODEID=$node "$@"; done
+"""
+FAKE_SCONTROL = """#!/bin/bash
+[[ "$*" == "show hostnames node-[07-09]" ]] && printf 'node-07\\nnode-08\\nnode-09\\n'
+"""
+
+
+def test_slurm_script_gives_each_node_its_rank_and_the_first_host(tmp_path):
+    """recipes/accelerate/slurm_multi_node.sh with SLURM's variables faked (3 nodes of 4 GPUs) and DRY_RUN: each
+    node's command, read by accelerate's launcher with the multi-node config, is that node's torchrun rank of 3,
+    rendezvous at the job's first host."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node-[07-09]",
+           "SLURM_NNODES": "3", "GPUS_PER_NODE": "4", "DRY_RUN": "1"}
+    done = subprocess.run(["bash", "recipes/accelerate/slurm_multi_node.sh", "recipes/lora_176b_zero3.yaml",
+                           "training.max_steps=3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3
+    for node, line in enumerate(lines):
+        words = line.split()
+        assert words[:2] == ["accelerate", "launch"]
+        assert words[-3:] == ["bloomz_tune/finetune.py", "recipes/lora_176b_zero3.yaml", "training.max_steps=3"]
+        config = words[words.index("--config_file") + 1]
+        launch, env = _launcher_view(config, *words[4:-3])
+        assert env["ACCELERATE_USE_DEEPSPEED"] == "true"
+        assert (launch.num_machines, launch.num_processes) == (3, 12)
+        assert (launch.nnodes, launch.nproc_per_node, launch.node_rank) == ("3", "4", node)
+        # torchrun's static rendezvous at machine 0 (accelerate passes it as an endpoint, not as master_addr)
+        assert (launch.rdzv_backend, launch.rdzv_endpoint) == ("static", "node-07:29500")
