@@ -56,13 +56,18 @@ class BloomzTrainer(Trainer):
         if _internal_call or not self.is_fsdp_enabled or "FULL_STATE_DICT" in str(plugin.state_dict_type):
             return super().save_model(output_dir, _internal_call)
         state_dict = self.accelerator.get_state_dict(self.model)
-        # The gathered copies of tied weights (BLOOM's head is its embedding) no longer share memory, so
-        # save_pretrained would write both: keep the first name of each shared parameter, as it does unsharded.
-        kept = {name for name, _ in self.model.named_parameters()}
-        for name, _ in self.model.named_parameters(remove_duplicate=False):
-            if name not in kept:
-                state_dict.pop(name, None)
         self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Weights gathered from FSDP or DeepSpeed shards are copies: tied weights (BLOOM's head is its embedding)
+        no longer share memory and save_pretrained would write both. Keep the first name of each shared parameter,
+        as a one-process save does."""
+        if state_dict is not None:
+            kept = {name for name, _ in self.model.named_parameters()}
+            for name, _ in self.model.named_parameters(remove_duplicate=False):
+                if name not in kept:
+                    state_dict.pop(name, None)
+        super()._save(output_dir, state_dict)
 
     def train(self, *args, **kwargs):
         self.meter.read()  # the first logged window starts with training, not when the trainer was built

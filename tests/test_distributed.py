@@ -1,8 +1,10 @@
-"""Data parallel and FSDP2 (2 CPU processes, gloo) give the same optimizer step as one process with the whole batch:
-the loss is normalised by the item count of the whole step across processes, not per process.
+"""Data parallel, FSDP2 and DeepSpeed ZeRO-2/3 (2 CPU processes, gloo) give the same optimizer step as one process
+with the whole batch: the loss is normalised by the item count of the whole step across processes, not per process.
 
-The FSDP2 runs are the training script as users launch it, `accelerate launch --config_file
-recipes/accelerate/fsdp.yaml`, with only the process count and the precision changed (see tests/fsdp_run.py).
+The FSDP2 and DeepSpeed runs are the training script as users launch it, `accelerate launch --config_file
+recipes/accelerate/<fsdp|deepspeed_zero2|deepspeed_zero3>.yaml`, with only the process count and the precision
+changed, and what it takes to run on CPU (tests/fsdp_run.py, tests/deepspeed_run.py). The DeepSpeed configs are also
+checked with DeepSpeed's own parser, and the SLURM launcher's per-node commands with accelerate's.
 """
 
 import json
@@ -52,13 +54,25 @@ def _launch_free_weights(model_dir):
     return model.transformer.h[0].mlp.dense_h_to_4h.weight.detach()
 
 
-# ---- FSDP2 through accelerate, the training script end to end ------------------------------------------------
+# ---- FSDP2 and DeepSpeed through accelerate, the training script end to end ------------------------------
 
 MODES = {  # packed rows + LoRA (with the demo's trained embedding copy), and full fine-tuning of padded rows
     "lora_packed": ["data.packing=true"],
     "full_padded": ["lora.enabled=false", "data.packing=false"],
 }
 WEIGHTS = {"lora_packed": "adapter_model.safetensors", "full_padded": "model.safetensors"}
+# Each shipped config with its launch script (tests/fsdp_run.py, tests/deepspeed_run.py: what they change to run
+# on CPU), the variables it needs, and the parts of a checkpoint that the second process writes.
+LAUNCHES = {
+    "fsdp": ("fsdp.yaml", "tests/fsdp_run.py", {"ACCELERATE_USE_CPU": "true"},
+             {"rng_state_1.pth", "pytorch_model_fsdp_0/__1_0.distcp", "optimizer_0/__1_0.distcp"}),
+    "zero2": ("deepspeed_zero2.yaml", "tests/deepspeed_run.py", {"ACCELERATE_TORCH_DEVICE": "cpu"},
+              {"rng_state_1.pth", "global_step1/zero_pp_rank_1_mp_rank_00_optim_states.pt"}),
+    "zero3": ("deepspeed_zero3.yaml", "tests/deepspeed_run.py", {"ACCELERATE_TORCH_DEVICE": "cpu"},
+              {"rng_state_1.pth", "global_step1/zero_pp_rank_1_mp_rank_00_optim_states.pt",
+               "global_step1/zero_pp_rank_1_mp_rank_00_model_states.pt"}),
+}
+RUNS = [("fsdp", "lora_packed"), ("fsdp", "full_padded"), ("zero2", "full_padded"), ("zero3", "lora_packed")]
 
 
 def _recipe_args(model_dir, run_dir, cache, per_device, mode):
@@ -67,38 +81,51 @@ def _recipe_args(model_dir, run_dir, cache, per_device, mode):
             f"training.per_device_train_batch_size={per_device}", "eval.sanity_examples=8", *MODES[mode]]
 
 
-@pytest.fixture(scope="module", params=list(MODES))
-def fsdp_pair(request, tiny_model_dir, tmp_path_factory):
-    """One mode run twice: in one process with 8 rows per step, and as 2 FSDP2 processes with 4 rows each."""
-    mode = request.param
-    base = tmp_path_factory.mktemp(f"fsdp_{mode}")
-    cache = tmp_path_factory.getbasetemp() / "fsdp_mixtures"  # built by the first run, reused by the others
-    single, sharded = base / "single", base / "fsdp"
-    args = _recipe_args(tiny_model_dir, single, cache, 8, mode)
-    run(load_recipe(ROOT / args[0], args[1:]))
+@pytest.fixture(scope="module")
+def one_process(tiny_model_dir, tmp_path_factory):
+    """Each mode run once in one process with 8 rows per step (run on first use)."""
+    runs = {}
+
+    def get(mode):
+        if mode not in runs:
+            runs[mode] = tmp_path_factory.mktemp(f"single_{mode}") / "run"
+            args = _recipe_args(tiny_model_dir, runs[mode], tmp_path_factory.getbasetemp() / "mixtures", 8, mode)
+            run(load_recipe(ROOT / args[0], args[1:]))
+        return runs[mode]
+    return get
+
+
+@pytest.fixture(scope="module", params=RUNS, ids=["-".join(r) for r in RUNS])
+def sharded_pair(request, one_process, tiny_model_dir, tmp_path_factory):
+    """One mode in one process, and under one shipped config as 2 processes with 4 rows each."""
+    launch, mode = request.param
+    config, script, extra_env, _ = LAUNCHES[launch]
+    single = one_process(mode)  # builds the mixture that the launch reuses
+    sharded = tmp_path_factory.mktemp(f"{launch}_{mode}") / "run"
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
-    # bf16 (the file's precision) is swapped for fp32 so that the two runs can be compared closely.
-    cmd = [accelerate, "launch", "--config_file", "recipes/accelerate/fsdp.yaml", "--num_processes", "2",
-           "--mixed_precision", "no", "--main_process_port", "0", "tests/fsdp_run.py",
-           *_recipe_args(tiny_model_dir, sharded, cache, 4, mode)]
+    # bf16 (the files' precision) is swapped for fp32 so that the two runs can be compared closely.
+    cmd = [accelerate, "launch", "--config_file", f"recipes/accelerate/{config}", "--num_processes", "2",
+           "--mixed_precision", "no", "--main_process_port", "0", script,
+           *_recipe_args(tiny_model_dir, sharded, tmp_path_factory.getbasetemp() / "mixtures", 4, mode)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+           "OMP_NUM_THREADS": "1", **extra_env}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return {"mode": mode, "single": single, "fsdp": sharded, "stdout": done.stdout, "model_dir": tiny_model_dir}
+    return {"launch": launch, "mode": mode, "single": single, "sharded": sharded, "stdout": done.stdout,
+            "model_dir": tiny_model_dir}
 
 
 def _first_step(run_dir):
     return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
 
 
-def test_fsdp_step_equals_one_process_big_batch(fsdp_pair):
+def test_sharded_step_equals_one_process_big_batch(sharded_pair):
     """The trained weights (the adapter, or the whole model) after one step, gathered from the shards into final/."""
-    name = WEIGHTS[fsdp_pair["mode"]]
-    single, sharded = (load_file(fsdp_pair[k] / "final" / name) for k in ("single", "fsdp"))
+    name = WEIGHTS[sharded_pair["mode"]]
+    single, sharded = (load_file(sharded_pair[k] / "final" / name) for k in ("single", "sharded"))
     assert sorted(single) == sorted(sharded)
-    if fsdp_pair["mode"] == "full_padded":
-        before = load_file(Path(fsdp_pair["model_dir"]) / "model.safetensors")
+    if sharded_pair["mode"] == "full_padded":
+        before = load_file(Path(sharded_pair["model_dir"]) / "model.safetensors")
         assert sorted(before) == sorted(single)  # tied weights saved once, as the one-process save does
         moved = [k for k in single if not torch.equal(single[k], before[k])]
     else:
@@ -112,30 +139,29 @@ def test_fsdp_step_equals_one_process_big_batch(fsdp_pair):
     assert worst < 1e-5, worst
 
 
-def test_fsdp_logs_the_loss_and_gradient_norm_of_one_process(fsdp_pair):
+def test_sharded_run_logs_the_loss_and_gradient_norm_of_one_process(sharded_pair):
     """Adam's first step does not depend on the gradient's scale, so the logged gradient norm (before clipping)
     checks the cross-process loss normalisation: a factor of 2 off would show here."""
-    single, sharded = _first_step(fsdp_pair["single"]), _first_step(fsdp_pair["fsdp"])
+    single, sharded = _first_step(sharded_pair["single"]), _first_step(sharded_pair["sharded"])
     assert single["step"] == sharded["step"] == 1
     assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-6)
     assert sharded["grad_norm"] == pytest.approx(single["grad_norm"], rel=1e-5)
-    assert fsdp_pair["stdout"].count("step      1/1 | loss") == 1  # one log line, from rank 0
+    assert sharded_pair["stdout"].count("step      1/1 | loss") == 1  # one log line, from rank 0
 
 
 def _files(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def test_fsdp_run_directory_is_written_once_by_rank_0(fsdp_pair):
+def test_sharded_run_directory_is_written_once_by_rank_0(sharded_pair):
     """The run directory of 2 processes holds the files of a one-process run, each once and complete; only the
     checkpoint holds the other rank's parts (its weight and optimizer shards and random state)."""
-    single, sharded = fsdp_pair["single"], fsdp_pair["fsdp"]
+    single, sharded = sharded_pair["single"], sharded_pair["sharded"]
     outside = [f for f in _files(sharded) if not f.startswith("checkpoints/")]
     assert outside == [f for f in _files(single) if not f.startswith("checkpoints/")]
     checkpoint = sharded / "checkpoints" / "checkpoint-1"
     assert checkpoint_problem(checkpoint) is None  # marked complete after every rank wrote its part
-    assert {f for f in _files(checkpoint) if "_1" in f} == {
-        "rng_state_1.pth", "pytorch_model_fsdp_0/__1_0.distcp", "optimizer_0/__1_0.distcp"}
+    assert {f for f in _files(checkpoint) if "_1" in f} == LAUNCHES[sharded_pair["launch"]][3]
     plan = json.loads((sharded / "run.json").read_text())
     assert (plan["processes"], plan["global_batch"]) == (2, 8)
     assert plan["tokens_per_step"] == json.loads((single / "run.json").read_text())["tokens_per_step"]
