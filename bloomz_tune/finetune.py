@@ -60,6 +60,7 @@ def run(recipe: Recipe) -> dict:
 
     recipe = check_recipe(recipe)
     setup_logging()
+    state = join_process_group()
     check_training_inputs(recipe)
     check_integrations(recipe)
     zero_shot_data = None
@@ -71,6 +72,7 @@ def run(recipe: Recipe) -> dict:
     run_dir = Path(recipe.output_dir).expanduser()
     checkpoint = resolve_resume(run_dir, recipe.training.resume_from_checkpoint, say=print0)
     check_fresh_start(run_dir, recipe.training.resume_from_checkpoint, checkpoint, recipe.overwrite_output_dir)
+    state.wait_for_everyone()  # every process has checked the run directory before rank 0 starts writing to it
 
     # ---- the run directory: claimed, then written ------------------------------------------------------------
     lock = claim(run_dir, say=print0) if is_main_process() else None
@@ -80,6 +82,19 @@ def run(recipe: Recipe) -> dict:
     finally:
         if lock is not None:
             lock.release()
+
+
+def join_process_group():
+    """accelerate's process state, set up before anything asks for it: on the CPU when ACCELERATE_USE_CPU says so.
+
+    The first ``PartialState()`` of a process fixes its state until the Trainer sets up its own, and a bare one on
+    a machine without a GPU ignores torchrun's processes (only the Trainer and the Accelerator read
+    ACCELERATE_USE_CPU): the mixture build would not wait for rank 0 and run.json would count one process.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def start_run_dir(recipe: Recipe, run_dir: Path, checkpoint: Path | None) -> None:

@@ -144,3 +144,21 @@ def _check_vocab(tokenizer, model, where: str) -> None:
     if len(tokenizer) > rows:
         raise BloomzTuneError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
                               f"{rows} rows; the tokenizer does not belong to this model")
+
+
+def untie_trained_embedding(model) -> bool:
+    """Give the output head its own frozen copy of the weights when LoRA trains a copy of the tied input embedding
+    (``modules_to_save``); True when it did.
+
+    peft trains the copy and leaves the head on the frozen original, which is then one parameter in two places.
+    FSDP2 refuses a parameter in two shard groups (the embedding's and the head's), and accelerate's
+    ``tie_weights()`` while sharding would move the head onto the trained copy. Same values, same training; one
+    more frozen vocabulary x hidden matrix, so the trainer does this only under FSDP.
+    """
+    lm = causal_lm(model)
+    head, original = lm.get_output_embeddings(), getattr(lm.get_input_embeddings(), "original_module", None)
+    if head is None or original is None or head.weight is not original.weight:
+        return False
+    head.weight = torch.nn.Parameter(original.weight.detach().clone(), requires_grad=False)
+    lm.config.tie_word_embeddings = False  # so that no later tie_weights() joins them again
+    return True

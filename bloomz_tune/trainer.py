@@ -18,6 +18,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from .bloom import causal_lm
 from .data import LengthGroupedSampler, length_column
 from .loss import batch_loss_sum, count_items
+from .modeling import untie_trained_embedding
 from .rundir import mark_complete
 from .runtime import interactive
 from .throughput import ThroughputMeter
@@ -31,6 +32,8 @@ class BloomzTrainer(Trainer):
     def __init__(self, *args, loss_type: str = "sample_mean", **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_type = loss_type
+        if self.is_fsdp_enabled:
+            untie_trained_embedding(self.model)  # before accelerate shards it, in train()
         self.meter = ThroughputMeter(causal_lm(self.model).config, device=self.args.device)
         # Our log line replaces the raw dict that transformers prints (with or without its progress bar).
         self.remove_callback(ProgressCallback)
@@ -45,17 +48,43 @@ class BloomzTrainer(Trainer):
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             mark_complete(folder, self.state.global_step)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """As transformers saves, except a save asked for outside training (final/) under FSDP with sharded state
+        dicts: transformers writes no weights there (its checkpoints hold the shards); here every process takes
+        part in gathering the whole weights, which rank 0 saves as safetensors like a one-process run."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if _internal_call or not self.is_fsdp_enabled or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+            return super().save_model(output_dir, _internal_call)
+        state_dict = self.accelerator.get_state_dict(self.model)
+        self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Weights gathered from FSDP or DeepSpeed shards are copies: tied weights (BLOOM's head is its embedding)
+        no longer share memory and save_pretrained would write both. Keep the first name of each shared parameter,
+        as a one-process save does."""
+        if state_dict is not None:
+            kept = {name for name, _ in self.model.named_parameters()}
+            for name, _ in self.model.named_parameters(remove_duplicate=False):
+                if name not in kept:
+                    state_dict.pop(name, None)
+        super()._save(output_dir, state_dict)
+
     def train(self, *args, **kwargs):
         self.meter.read()  # the first logged window starts with training, not when the trainer was built
         return super().train(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
-        """Length grouping (unpacked rows) from the whole ``length`` column at once; see data.LengthGroupedSampler."""
+        """Length grouping (unpacked rows) from the whole ``length`` column at once; see data.LengthGroupedSampler.
+
+        Grouped by the global batch (transformers groups by one process's share), so a step trains on the same
+        rows however the global batch is split over processes and accumulation: 8 GPUs x 4 rows as 4 x 8.
+        """
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if (self.args.train_sampling_strategy == "group_by_length"
                 and self.args.length_column_name in getattr(dataset, "column_names", ())):
-            return LengthGroupedSampler(length_column(dataset, self.args.length_column_name),
-                                        self.args.train_batch_size * self.args.gradient_accumulation_steps)
+            args = self.args
+            step_rows = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            return LengthGroupedSampler(length_column(dataset, args.length_column_name), step_rows)
         return super()._get_train_sampler(train_dataset)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
