@@ -34,8 +34,8 @@ class Tokenized:
 
     dataset: object
     counts: dict
-    input_tokens: np.ndarray  # per row of the split (kept or not): input tokens before any truncation
-    target_tokens: np.ndarray  # ... target tokens with EOS
+    input_tokens: np.ndarray | None  # per row of the split (kept or not): input tokens before any truncation
+    target_tokens: np.ndarray | None  # ... target tokens with EOS (both None for a split read from the cache)
 
 
 def encode(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +152,11 @@ def tokenize_rows(dataset, tokenizer, max_length: int, overlong: str = "skip", n
     import datasets
     import pyarrow as pa
 
+    from .errors import BloomzTuneError
+    from .recipe import OVERLONG_POLICIES
+
+    if overlong not in OVERLONG_POLICIES:
+        raise BloomzTuneError(f"overlong must be one of {', '.join(OVERLONG_POLICIES)}, got {overlong!r}")
     columns = dataset.select_columns(["inputs", "targets"]).with_format("arrow")
     status_counts = np.zeros(len(STATUSES), dtype=np.int64)
     input_tokens, target_tokens, batches = [], [], []
@@ -194,3 +199,55 @@ def token_counts(dataset, tokenizer, num_proc: int | None = None) -> tuple[np.nd
             tgts.append(target_tokens)
     empty = np.zeros(0, dtype=np.int64)
     return (np.concatenate(ins) if ins else empty), (np.concatenate(tgts) if tgts else empty)
+
+
+# -- the tokenized split, kept beside the build ------------------------------------------------------------------
+
+CACHE_DIR = "tokenized"
+CACHE_FORMAT = 1  # bump when tokenize_rows would give other rows for the same inputs
+
+
+def cache_name(tokenizer, max_length: int, overlong: str) -> str:
+    """The cache folder for these settings: the tokenizer's name and a hash of its whole definition (vocabulary,
+    merges, normalizer, pre-tokenizer), EOS, ``max_length`` and ``overlong``; any change gives a new folder."""
+    import hashlib
+    import json
+
+    from .datasheet import tokenizer_id
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    definition = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    key = f"{CACHE_FORMAT}\0{definition}\0{tokenizer.eos_token_id}\0{max_length}\0{overlong}"
+    return f"{tokenizer_id(tokenizer)}-len{max_length}-{overlong}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def tokenized_split(built_dir: str | Path, rows, split: str, tokenizer, max_length: int, overlong: str = "skip",
+                    num_proc: int | None = None) -> Tokenized:
+    """A built mixture's split tokenized, from ``<build>/tokenized/<cache_name>/<split>.arrow`` when it is there
+    for this build, else tokenized (``tokenize_rows``) and stored there for the next run. A reused split has no
+    per-row token counts (``input_tokens``/``target_tokens`` are None): they went to the datasheet the first time."""
+    import json
+
+    import datasets
+
+    from .datasheet import read_datasheet, write_atomic
+
+    folder = Path(built_dir) / CACHE_DIR / cache_name(tokenizer, max_length, overlong)
+    data, info = folder / f"{split}.arrow", folder / f"{split}.json"
+    fingerprint = read_datasheet(built_dir)["fingerprint"]
+    if info.is_file() and data.is_file():
+        found = json.loads(info.read_text(encoding="utf-8"))
+        if found.get("fingerprint") == fingerprint and found.get("rows") == len(rows):
+            return Tokenized(datasets.Dataset.from_file(str(data)), found["counts"], None, None)
+    folder.mkdir(parents=True, exist_ok=True)
+    info.unlink(missing_ok=True)  # the info file, written last, is what marks the data file finished
+    partial = folder / f".{split}.arrow.tmp-{os.getpid()}"
+    try:
+        done = tokenize_rows(rows, tokenizer, max_length, overlong, num_proc, partial)
+        os.replace(partial, data)
+    finally:
+        partial.unlink(missing_ok=True)
+    write_atomic(info, json.dumps({"fingerprint": fingerprint, "rows": len(rows), "counts": done.counts,
+                                   "max_length": max_length, "overlong": overlong}, indent=2) + "\n")
+    done.dataset = datasets.Dataset.from_file(str(data))
+    return done
