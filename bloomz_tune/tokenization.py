@@ -240,8 +240,15 @@ def tokenized_split(built_dir: str | Path, rows, split: str, tokenizer, max_leng
         found = json.loads(info.read_text(encoding="utf-8"))
         if found.get("fingerprint") == fingerprint and found.get("rows") == len(rows):
             return Tokenized(datasets.Dataset.from_file(str(data)), found["counts"], None, None)
-    folder.mkdir(parents=True, exist_ok=True)
-    info.unlink(missing_ok=True)  # the info file, written last, is what marks the data file finished
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        info.unlink(missing_ok=True)  # the info file, written last, is what marks the data file finished
+    except OSError as err:  # a read-only build: tokenize into memory, keep nothing
+        from .runtime import print0
+
+        print0(f"note: cannot keep the tokenized split beside the build ({err.strerror}: {folder}); tokenizing "
+               f"in memory")
+        return tokenize_rows(rows, tokenizer, max_length, overlong, num_proc)
     partial = folder / f".{split}.arrow.tmp-{os.getpid()}"
     try:
         done = tokenize_rows(rows, tokenizer, max_length, overlong, num_proc, partial)
