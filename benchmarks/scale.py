@@ -4,7 +4,8 @@
 
 For each size, writes ag_news-schema rows (10 to 40 words each) to a local folder and builds a 3-template mixture
 from them (load, render, dedupe, split, shuffle, save to Arrow, datasheet), then times tokenization with
-packing into 2048-token rows (``data.tokenize_mixture`` + ``packing.pack_dataset``), and the Trainer's set-up
+packing into 2048-token rows as training does (``tokenization.tokenized_split``, which also writes the tokenized
+split beside the build, + ``packing.pack_dataset``), and the Trainer's set-up
 and first optimizer step on a tiny BLOOM, packed and unpacked (length-grouped sampler over the whole mixture).
 Prints each time and the ratio of the largest size to the smallest (linear in the rows: 10x). Offline.
 """
@@ -53,8 +54,9 @@ def first_step_seconds(model, tokenizer, train_set, collator, folder: Path, pack
 
 
 def measure(rows: int, num_proc: int, tmp: Path) -> dict:
-    from bloomz_tune.data import PaddingCollator, tokenize_mixture
+    from bloomz_tune.data import PaddingCollator
     from bloomz_tune.packing import PackedCollator, pack_dataset
+    from bloomz_tune.tokenization import tokenized_split
 
     texts = write_rows(tmp / "ag_news", rows // 3, words=(10, 40), keep=2000)
     spec = tmp / "bench.yaml"
@@ -69,7 +71,7 @@ def measure(rows: int, num_proc: int, tmp: Path) -> dict:
     train = load_built_mixture(built)["train"]
     tokenizer = build_tiny_tokenizer(texts, vocab_size=1024)
     start = time.perf_counter()
-    tokenized, _ = tokenize_mixture(train, tokenizer, 2048, num_proc=num_proc)
+    tokenized = tokenized_split(built, train, "train", tokenizer, 2048, num_proc=num_proc).dataset
     packed, stats = pack_dataset(tokenized, 2048)
     out["tokenize_pack_s"] = time.perf_counter() - start
     out["train_rows"], out["packed_rows"] = len(tokenized), stats.rows

@@ -21,12 +21,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from bloomz_tune import __version__, schema
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.mixture_build import DATASET_DIR, BuildResult, Part, workers_for
+from bloomz_tune.mixture_build import DATASET_DIR, BuildResult, Part
 
 DATASHEET_JSON = "datasheet.json"
 DATASHEET_MD = "datasheet.md"
@@ -162,9 +161,11 @@ def _md_table(title: str, table: dict[str, dict], with_tokens: bool) -> str:
 
 # -- token counts ------------------------------------------------------------------------------------------------
 
-def datasheet_for(built_dir: str | Path, tokenizer=None, num_proc: int = 1) -> dict:
+def datasheet_for(built_dir: str | Path, tokenizer=None, num_proc: int = 1, counted: dict | None = None) -> dict:
     """A build's datasheet; with ``tokenizer`` (a tokenizer, Hub id or folder) also its token counts for that
-    tokenizer: read from ``tokens/``, or computed and stored there (and shown in datasheet.md) the first time."""
+    tokenizer: read from ``tokens/``, or computed and stored there (and shown in datasheet.md) the first time.
+    ``counted`` ({split: (input tokens, target tokens) per row}) gives splits already tokenized, e.g. by the
+    training tokenization (``tokenization.tokenized_split``), so that they are not tokenized again."""
     built_dir = Path(built_dir)
     sheet = read_datasheet(built_dir)
     if tokenizer is None:
@@ -174,7 +175,7 @@ def datasheet_for(built_dir: str | Path, tokenizer=None, num_proc: int = 1) -> d
     counts = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if counts is None or counts.get("fingerprint") != sheet["fingerprint"]:
         path.parent.mkdir(exist_ok=True)
-        counts = count_tokens(built_dir / DATASET_DIR, tokenizer, max(1, int(num_proc)), path.parent)
+        counts = count_tokens(built_dir / DATASET_DIR, tokenizer, max(1, int(num_proc)), counted or {})
         counts = {"tokenizer": tokenizer_name(tokenizer), "file": f"{TOKENS_DIR}/{path.name}",
                   "fingerprint": sheet["fingerprint"], **counts}
         write_atomic(path, json.dumps(counts, indent=2, ensure_ascii=False) + "\n")
@@ -199,21 +200,21 @@ def with_token_counts(sheet: dict, counts: dict) -> dict:
     return sheet
 
 
-def count_tokens(dataset_dir: Path, tokenizer, num_proc: int, scratch: Path) -> dict:
+def count_tokens(dataset_dir: Path, tokenizer, num_proc: int, counted: dict) -> dict:
     """{"splits": {split: counts}, "by_language": {language: {split: counts}}, ...}, counts being rows, input
-    tokens and target tokens; tokenized in batches (``num_proc`` workers), summed column-wise."""
+    tokens and target tokens; whole columns tokenized at once (``tokenization.token_counts``) unless ``counted``
+    has the split's per-row counts already, then summed per group with Arrow."""
     from datasets import load_from_disk
 
     dsd = load_from_disk(str(dataset_dir))
     out: dict = {"splits": {}, **{key: {} for key in ROLLUPS}}
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        for split in SPLITS:
-            out["splits"][split] = {"rows": 0, "input_tokens": 0, "target_tokens": 0}
-            for group in _token_sums(dsd[split], tokenizer, num_proc, Path(tmp) / f"{split}.arrow"):
-                _add(out["splits"][split], group)
-                for key in ROLLUPS:
-                    name = _group_key(key, group["language"], group["task"], group["source"], group["template"])
-                    _add(out[key].setdefault(name, {}).setdefault(split, {}), group)
+    for split in SPLITS:
+        out["splits"][split] = {"rows": 0, "input_tokens": 0, "target_tokens": 0}
+        for group in _token_sums(dsd[split], tokenizer, num_proc, counted.get(split)):
+            _add(out["splits"][split], group)
+            for key in ROLLUPS:
+                name = _group_key(key, group["language"], group["task"], group["source"], group["template"])
+                _add(out[key].setdefault(name, {}).setdefault(split, {}), group)
     return out
 
 
@@ -222,32 +223,25 @@ def _add(total: dict, group: dict) -> None:
         total[kind] = total.get(kind, 0) + group[kind]
 
 
-def _token_sums(split, tokenizer, num_proc: int, cache_file: Path) -> list[dict]:
+def _token_sums(split, tokenizer, num_proc: int, counted) -> list[dict]:
     """Rows and token sums per (language, task, source, template) of one split."""
     import pyarrow as pa
 
+    from bloomz_tune.tokenization import token_counts
+
     if not len(split):
         return []
-    counted = split.map(_count_batch, batched=True, batch_size=1000, input_columns=["inputs", "targets"],
-                        remove_columns=split.column_names, fn_kwargs=dict(tokenizer=tokenizer),
-                        num_proc=workers_for(num_proc, len(split)), cache_file_name=str(cache_file),
-                        new_fingerprint=f"tokens-{cache_file.stem}", desc="count tokens")
+    input_tokens, target_tokens = counted if counted is not None else token_counts(split, tokenizer, num_proc)
+    if len(input_tokens) != len(split):
+        raise BloomzTuneError(f"token counts for {len(input_tokens)} rows given for a split of {len(split)} rows")
     keys = ["language", "task", "source", "template"]
-    table = pa.table({**{k: split.data.column(k) for k in keys},
-                      "input_tokens": counted.data.column("input_tokens"),
-                      "target_tokens": counted.data.column("target_tokens")})
+    table = split.select_columns(keys).with_format("arrow")[:]
+    table = pa.table({**{k: table.column(k) for k in keys}, "input_tokens": pa.array(input_tokens, pa.int64()),
+                      "target_tokens": pa.array(target_tokens, pa.int64())})
     grouped = table.group_by(keys).aggregate([("input_tokens", "sum"), ("target_tokens", "sum"),
                                               ("input_tokens", "count")])
     return [{**{k: g[k] for k in keys}, "rows": g["input_tokens_count"], "input_tokens": g["input_tokens_sum"],
              "target_tokens": g["target_tokens_sum"]} for g in grouped.to_pylist()]
-
-
-def _count_batch(inputs: list[str], targets: list[str], *, tokenizer) -> dict:
-    from bloomz_tune.data import target_text
-
-    ins = tokenizer(inputs, add_special_tokens=False)["input_ids"]
-    tgs = tokenizer([target_text(t) for t in targets], add_special_tokens=False)["input_ids"]
-    return {"input_tokens": [len(x) for x in ins], "target_tokens": [len(x) + 1 for x in tgs]}  # + EOS
 
 
 def load_tokenizer(tokenizer):

@@ -124,8 +124,7 @@ def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero
     # ---- data, tokenizer, model -------------------------------------------------------------------------------
     mixture, tokenizer, built = load_mixture(recipe)
     model, tokenizer = load_model_for_training(recipe, mixture, tokenizer, run_dir)
-    write_datasheet(run_dir, built, tokenizer, recipe.data.num_proc or 1)
-    train_set, collator, counts = training_rows(recipe, mixture["train"], tokenizer)
+    train_set, collator, counts = training_rows(recipe, built, mixture["train"], tokenizer, run_dir)
     plan_run(recipe, train_set, run_dir)  # global batch, tokens, epochs: printed, checked, run.json
 
     # ---- sanity check before training ---------------------------------------------------------------------------
@@ -162,7 +161,8 @@ def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero
 def load_mixture(recipe: Recipe):
     """The mixture (built, or reused from the cache), for a real model its tokenizer, and the build's folder.
 
-    (A tiny demo model's tokenizer is trained on the mixture, so it comes later.)
+    (A tiny demo model's tokenizer is trained on the mixture, so it comes later. The datasheet's token counts
+    for the model's tokenizer come from the training tokenization: ``training_rows``.)
     """
     from accelerate import PartialState
 
@@ -174,18 +174,19 @@ def load_mixture(recipe: Recipe):
         tokenizer = load_tokenizer(recipe.model.name_or_path, recipe.model.revision, recipe.model.trust_remote_code)
     with PartialState().main_process_first():  # rank 0 builds (or finds) the mixture; the others then reuse it
         built = prepare_mixture(recipe.data.mixture, Path(recipe.data.mixture_cache).expanduser(),
-                                num_proc=recipe.data.num_proc or 1, tokenizer=tokenizer)
+                                num_proc=recipe.data.num_proc or 1)
     mixture = load_built_mixture(built)
     print0(f"mixture {built}: {len(mixture['train']):,} train rows, {len(mixture['validation']):,} validation rows")
     return mixture, tokenizer, built
 
 
-def write_datasheet(run_dir: Path, built: Path, tokenizer, num_proc: int) -> None:
-    """The mixture's datasheet, with token counts for the model's tokenizer, as run_dir/datasheet.json (rank 0)."""
+def write_datasheet(run_dir: Path, built: Path, tokenizer, num_proc: int, counted: dict | None = None) -> None:
+    """The mixture's datasheet, with token counts for the model's tokenizer, as run_dir/datasheet.json (rank 0);
+    ``counted`` holds per-row token counts of splits already tokenized (see ``datasheet_for``)."""
     from bloomz_tune.mixture import datasheet_for
 
     if is_main_process():
-        sheet = datasheet_for(built, tokenizer, num_proc)
+        sheet = datasheet_for(built, tokenizer, num_proc, counted)
         (run_dir / "datasheet.json").write_text(json.dumps(sheet, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
@@ -220,12 +221,23 @@ def adapt_model(recipe: Recipe, model):
     return patch_bloom(model, attention=recipe.model.attention)
 
 
-def training_rows(recipe: Recipe, rows, tokenizer):
-    """Tokenized (and, if asked, packed) training rows, their collator, and the tokenization counts."""
-    from bloomz_tune.data import tokenize_mixture
+def training_rows(recipe: Recipe, built: Path, rows, tokenizer, run_dir: Path):
+    """Tokenized (and, if asked, packed) training rows, their collator, and the tokenization counts.
+
+    The tokenized split is kept beside the build (``tokenization.tokenized_split``, keyed by tokenizer,
+    max_length and overlong): rank 0 tokenizes, or reuses an earlier run's; the other ranks then read it. The
+    same pass gives the datasheet's token counts (``write_datasheet``), so a run tokenizes once.
+    """
+    from accelerate import PartialState
+
+    from bloomz_tune.tokenization import tokenized_split
 
     d = recipe.data
-    train_set, counts = tokenize_mixture(rows, tokenizer, d.max_length, d.overlong, d.num_proc)
+    with PartialState().main_process_first():
+        done = tokenized_split(built, rows, "train", tokenizer, d.max_length, d.overlong, d.num_proc)
+    counted = {"train": (done.input_tokens, done.target_tokens)} if done.input_tokens is not None else None
+    write_datasheet(run_dir, built, tokenizer, d.num_proc or 1, counted)
+    train_set, counts = done.dataset, done.counts
     print0("tokenized train samples: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if len(train_set) == 0:
         raise BloomzTuneError(f"no training rows left after tokenization ({counts}); raise data.max_length?")

@@ -56,47 +56,52 @@ class PackingStats:
 
 def plan_rows(lengths, max_length: int, strategy: str = "best_fit") -> list[list[int]]:
     """Assign sample indices to rows; every length must be 1..max_length. Rows keep their samples' order."""
+    row_of = assign_rows(np.asarray(lengths, dtype=np.int64), max_length, strategy)
+    order = np.argsort(row_of, kind="stable")
+    return [chunk.tolist() for chunk in np.split(order, np.cumsum(np.bincount(row_of))[:-1])] if len(order) else []
+
+
+def assign_rows(lengths: np.ndarray, max_length: int, strategy: str = "best_fit") -> np.ndarray:
+    """The row of each sample (rows numbered as they open); ``plan_rows`` as one array over the length column."""
     if strategy not in STRATEGIES:
         raise BloomzTuneError(f"packing strategy must be one of {STRATEGIES}, got {strategy!r}")
-    rows: list[list[int]] = []
-    if strategy == "greedy":
-        room = 0
-        for i, n in enumerate(lengths):
-            _check_length(i, n, max_length)
-            if n > room:
-                rows.append([])
-                room = max_length
-            rows[-1].append(i)
-            room -= n
-        return rows
-    # best fit: rows bucketed by their room left; ``rooms`` is the sorted list of rooms that have a row
+    bad = np.flatnonzero((lengths < 1) | (lengths > max_length))
+    if bad.size:
+        raise BloomzTuneError(f"sample {int(bad[0])} has {int(lengths[bad[0]])} tokens; plan_rows takes lengths "
+                              f"in 1..{max_length}")
+    row_of = np.empty(len(lengths), dtype=np.int64)
+    if strategy == "greedy":  # a row takes samples while they fit: one search over the running total per row
+        total = np.cumsum(lengths)
+        start, row = 0, 0
+        while start < len(lengths):
+            end = int(np.searchsorted(total, (total[start - 1] if start else 0) + max_length, side="right"))
+            row_of[start:end] = row
+            start, row = end, row + 1
+        return row_of
+    # best fit: each sample into the open row with the least room that still fits it; one sample depends on the
+    # rows the ones before it left, so this is a loop (bisect over the sorted rooms, ~1 us a sample)
     by_room: dict[int, list[int]] = {}
     rooms: list[int] = []
-    for i, n in enumerate(lengths):
-        _check_length(i, n, max_length)
+    rows = 0
+    for i, n in enumerate(lengths.tolist()):
         at = bisect.bisect_left(rooms, n)
         if at == len(rooms):
-            row, room = len(rows), max_length
-            rows.append([])
+            row, room = rows, max_length
+            rows += 1
         else:
             room = rooms[at]
             row = by_room[room].pop()
             if not by_room[room]:
                 del by_room[room]
                 rooms.pop(at)
-        rows[row].append(i)
+        row_of[i] = row
         room -= n
         if room > 0:
             if room not in by_room:
                 by_room[room] = []
                 bisect.insort(rooms, room)
             by_room[room].append(row)
-    return rows
-
-
-def _check_length(i: int, n: int, max_length: int) -> None:
-    if not 0 < n <= max_length:
-        raise BloomzTuneError(f"sample {i} has {n} tokens; plan_rows takes lengths in 1..{max_length}")
+    return row_of
 
 
 def pack_dataset(dataset, max_length: int = 2048, strategy: str = "best_fit", rows_per_chunk: int = 10_000):
@@ -104,59 +109,56 @@ def pack_dataset(dataset, max_length: int = 2048, strategy: str = "best_fit", ro
 
     Packed rows have ``input_ids``, ``labels``, ``segment_ids`` (1..k) and ``length``, unpadded: the
     PackedCollator pads them. Other columns are dropped. Every sample must already fit a row
-    (``data.tokenize_mixture`` with the same ``max_length`` sees to that).
+    (``data.tokenize_mixture`` with the same ``max_length`` sees to that). The columns are read once as flat
+    arrays; each chunk of rows is one numpy gather per column (``tokenization.ragged_take``).
     """
     import datasets
     import pyarrow as pa
+
+    from .tokenization import ragged_take
 
     if max_length < 2:
         raise BloomzTuneError(f"max_length must be at least 2, got {max_length}")
     missing = {"input_ids", "labels"} - set(dataset.column_names)
     if missing:
         raise BloomzTuneError(f"pack_dataset needs tokenized rows; missing columns {sorted(missing)}")
-    dataset = dataset.select_columns(["input_ids", "labels"])
-    table = dataset.with_format("arrow")[:]
-    lengths = np.asarray(pa.compute.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False))
+    table = dataset.select_columns(["input_ids", "labels"]).with_format("arrow")[:]
+    lengths = np.asarray(pa.compute.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False),
+                         dtype=np.int64)
     too_long = np.flatnonzero(lengths > max_length)
     if too_long.size:
         raise BloomzTuneError(f"{too_long.size} sample(s) are longer than a row of {max_length} tokens (the first: "
                               f"row {int(too_long[0])}, {int(lengths[too_long[0]])} tokens); tokenize with "
                               f"data.tokenize_mixture(max_length={max_length}) first")
+    ids, labels = (pa.compute.list_flatten(table.column(c)).to_numpy() for c in ("input_ids", "labels"))
+    starts = np.cumsum(lengths) - lengths
     usable = np.flatnonzero(lengths > 0)
-    rows = plan_rows(lengths[usable].tolist(), max_length, strategy)
+    row_of = assign_rows(lengths[usable], max_length, strategy)
+    order = usable[np.argsort(row_of, kind="stable")]  # samples row by row, each row's in dataset order
+    row_sizes = np.bincount(row_of, minlength=int(row_of.max()) + 1 if len(row_of) else 0)
+    row_ends = np.cumsum(row_sizes)
 
     chunks = []
-    for start in range(0, len(rows), rows_per_chunk):
-        chunk_rows = rows[start:start + rows_per_chunk]
-        order = usable[np.fromiter((i for row in chunk_rows for i in row), dtype=np.int64)]
-        row_sizes = np.fromiter((len(row) for row in chunk_rows), dtype=np.int64)
-        taken = table.take(order)
-        sample_lengths = lengths[order]
-        row_of_sample = np.repeat(np.arange(len(chunk_rows)), row_sizes)
-        row_lengths = np.bincount(row_of_sample, weights=sample_lengths, minlength=len(chunk_rows)).astype(np.int64)
+    for first in range(0, len(row_sizes), rows_per_chunk):
+        sizes = row_sizes[first:first + rows_per_chunk]
+        picked = order[row_ends[first] - sizes[0]:row_ends[first + len(sizes) - 1]]
+        sample_lengths = lengths[picked]
+        row_lengths = np.add.reduceat(sample_lengths, np.cumsum(sizes) - sizes)
         offsets = pa.array(np.concatenate([[0], np.cumsum(row_lengths)]).astype(np.int32))
-        first_of_row = np.concatenate([[0], np.cumsum(row_sizes)[:-1]])
-        segment_number = np.arange(len(order)) - np.repeat(first_of_row, row_sizes) + 1
-        segment_values = pa.array(np.repeat(segment_number, sample_lengths).astype(np.int16))
-
-        def flat(column):
-            return pa.compute.list_flatten(taken.column(column).combine_chunks())
-
+        segment_number = np.arange(len(picked)) - np.repeat(np.cumsum(sizes) - sizes, sizes) + 1
         chunks.append(pa.table({
-            "input_ids": pa.ListArray.from_arrays(offsets, flat("input_ids")),
-            "labels": pa.ListArray.from_arrays(offsets, flat("labels")),
-            "segment_ids": pa.ListArray.from_arrays(offsets, segment_values),
-            "length": pa.array(row_lengths),
+            **{c: pa.ListArray.from_arrays(offsets, pa.array(ragged_take(flat, starts[picked], sample_lengths)))
+               for c, flat in (("input_ids", ids), ("labels", labels))},
+            "segment_ids": pa.ListArray.from_arrays(offsets, pa.array(np.repeat(segment_number, sample_lengths)
+                                                                      .astype(np.int16))),
+            "length": pa.array(row_lengths.astype(np.int64)),
         }))
     if chunks:
         packed = datasets.Dataset(pa.concat_tables(chunks))
     else:
         packed = datasets.Dataset.from_dict({"input_ids": [], "labels": [], "segment_ids": [], "length": []})
-    labels_flat = pa.compute.list_flatten(table.take(usable).column("labels").combine_chunks())
-    target_tokens = int(pa.compute.sum(pa.compute.not_equal(labels_flat, IGNORE_INDEX)).as_py() or 0)
-    stats = PackingStats(samples=len(usable),
-                         rows=len(rows), max_length=max_length, real_tokens=int(lengths[usable].sum()),
-                         target_tokens=target_tokens)
+    stats = PackingStats(samples=len(usable), rows=len(row_sizes), max_length=max_length,
+                         real_tokens=int(lengths.sum()), target_tokens=int((labels != IGNORE_INDEX).sum()))
     return packed, stats
 
 

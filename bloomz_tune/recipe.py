@@ -134,7 +134,8 @@ class DataSection:
     packing_strategy: PackingStrategy = "best_fit"
     """``best_fit`` (fuller rows) or ``greedy`` (BLOOMZ's: in order, a new row when the next does not fit)."""
     num_proc: int | None = bounded(None, gt=0)
-    """Processes for tokenization and mixture building (null: in this process)."""
+    """Processes for mixture building; above 1, tokenization runs on the fast tokenizer's threads too (null: in
+    this process, one thread)."""
 
 
 @dataclass

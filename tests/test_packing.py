@@ -94,6 +94,44 @@ def test_over_long_rule_lives_in_tokenization_and_packing_refuses_what_does_not_
     assert fit_sample([1, 2, 3], [4, 5], 4, "skip") == ([], [], "skipped")
 
 
+def reference_plan(lengths, max_length, strategy):
+    """The packing rule written as plainly as possible, one sample at a time (the bulk code must agree): greedy
+    fills the last row; best fit takes the open row with the least room that fits, among equals the one that
+    reached that room last, else opens a row."""
+    rows, room, reached = [], [], []
+    for i, n in enumerate(lengths):
+        open_rows = range(len(rows)) if strategy == "best_fit" else range(len(rows))[-1:]
+        fits = [r for r in open_rows if room[r] >= n]
+        if fits:
+            r = min(fits, key=lambda r: (room[r], -reached[r]))
+        else:
+            r = len(rows)
+            rows.append([])
+            room.append(max_length)
+            reached.append(i)
+        rows[r].append(i)
+        room[r] -= n
+        reached[r] = i
+    return rows
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "best_fit"])
+@pytest.mark.parametrize("max_length", [8, 64])
+def test_bulk_packing_equals_the_sample_by_sample_rule(strategy, max_length):
+    rng = random.Random(max_length)
+    lengths = [rng.randint(1, max_length) for _ in range(400)]
+    rows = plan_rows(lengths, max_length, strategy)
+    assert rows == reference_plan(lengths, max_length, strategy)
+    samples = [([rng.randrange(1000) for _ in range(n)], None) for n in lengths]
+    samples = [(ids, [-100] * (len(ids) // 2) + ids[len(ids) // 2:]) for ids, _ in samples]
+    packed, stats = pack_dataset(_dataset(samples), max_length, strategy, rows_per_chunk=7)
+    assert packed["input_ids"] == [[t for i in row for t in samples[i][0]] for row in rows]
+    assert packed["labels"] == [[t for i in row for t in samples[i][1]] for row in rows]
+    assert packed["segment_ids"] == [[k + 1 for k, i in enumerate(row) for _ in samples[i][0]] for row in rows]
+    assert packed["length"] == [sum(lengths[i] for i in row) for row in rows]
+    assert stats.target_tokens == sum(sum(t != -100 for t in lab) for _, lab in samples)
+
+
 def test_pack_dataset_refuses_untokenized_rows():
     with pytest.raises(BloomzTuneError, match="missing columns"):
         pack_dataset(datasets.Dataset.from_dict({"inputs": ["a"], "targets": ["b"]}), 8)
