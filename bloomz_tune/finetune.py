@@ -122,7 +122,13 @@ def start_run_dir(recipe: Recipe, run_dir: Path, checkpoint: Path | None) -> Non
 def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero_shot_data) -> dict:
     """Data, model, sanity check, training, final weights, evaluation, card (see ``run``)."""
     # ---- data, tokenizer, model -------------------------------------------------------------------------------
+    from bloomz_tune.trainer import training_arguments
+
     mixture, tokenizer, built = load_mixture(recipe)
+    # The Trainer's arguments come before the model: under accelerate's DeepSpeed ZeRO-3 with zero3_init_flag they
+    # register the DeepSpeed config, so that from_pretrained builds each process's shard of the weights instead of
+    # the whole model in every process (bloom-176b: 352 GB of bf16 per process).
+    args = training_arguments(recipe, run_dir / "checkpoints")
     model, tokenizer = load_model_for_training(recipe, mixture, tokenizer, run_dir)
     train_set, collator, counts = training_rows(recipe, built, mixture["train"], tokenizer, run_dir)
     plan_run(recipe, train_set, run_dir)  # global batch, tokens, epochs: printed, checked, run.json
@@ -132,14 +138,17 @@ def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero
 
     sanity_examples = sanity_set(mixture["validation"], recipe.eval.sanity_examples) if recipe.eval.sanity else []
     results: dict = {"sanity": {"examples": len(sanity_examples)}, "tokenization": counts}
-    if sanity_examples:
+    if sanity_examples and loaded_sharded():
+        print0("sanity check before training skipped: ZeRO-3 loaded the weights sharded, and they are gathered only "
+               "once training starts; the check after training runs")
+    elif sanity_examples:
         results["sanity"]["before"] = sanity_accuracy(model, tokenizer, sanity_examples, recipe.eval.batch_size,
                                                       recipe.data.max_length)
         print0(f"sanity rank-classification accuracy before training: {results['sanity']['before']:.3f} "
                f"on {len(sanity_examples)} held-out rows")
 
     # ---- train and save ---------------------------------------------------------------------------------------
-    trainer = train_model(recipe, model, tokenizer, train_set, collator, run_dir, checkpoint)
+    trainer = train_model(recipe, model, tokenizer, train_set, collator, run_dir, checkpoint, args)
     final_dir = save_final(trainer, tokenizer, run_dir)
     print0(f"saved {'adapter' if recipe.lora.enabled else 'model'} to {final_dir}")
 
@@ -149,13 +158,21 @@ def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero
     if sanity_examples:
         results["sanity"]["after"] = sanity_accuracy(model, tokenizer, sanity_examples, recipe.eval.batch_size,
                                                      recipe.data.max_length)
-        print0(f"sanity rank-classification accuracy: before {results['sanity']['before']:.3f} -> "
+        before = results["sanity"].get("before")
+        print0(f"sanity rank-classification accuracy: before {'-' if before is None else f'{before:.3f}'} -> "
                f"after {results['sanity']['after']:.3f}")
     if zero_shot_data is not None:
         results["zero_shot"] = zero_shot(recipe, model, tokenizer, zero_shot_data, run_dir)
     finish_run_dir(recipe, run_dir, results)
     print0(f"done: {run_dir}")
     return results
+
+
+def loaded_sharded() -> bool:
+    """Whether from_pretrained builds the model sharded (accelerate's DeepSpeed ZeRO-3 with zero3_init_flag)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled()
 
 
 def load_mixture(recipe: Recipe):
@@ -202,8 +219,9 @@ def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
     model = load_model(model_path, m.dtype, m.revision, m.trust_remote_code, hidden_dropout=m.hidden_dropout,
                        attention_dropout=m.attention_dropout)
     model = adapt_model(recipe, model)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    # (a ZeRO-3 shard's parameter holds its whole size in ds_numel)
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
     print0(f"model {model_path}: {total:,} parameters, {trainable:,} trainable "
            f"({'LoRA' if recipe.lora.enabled else 'full fine-tuning'})")
     return model, tokenizer
@@ -259,18 +277,20 @@ def batches_of(recipe: Recipe, train_set, pad_token_id: int):
     return train_set, PackedCollator(pad_token_id, max_length=static)
 
 
-def train_model(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path, checkpoint: Path | None):
+def train_model(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path, checkpoint: Path | None,
+                args=None):
     """Train with BloomzTrainer (BLOOMZ's loss, targets-only logits, the throughput log); returns the trainer."""
-    trainer = build_trainer(recipe, model, tokenizer, train_set, collator, run_dir)
+    trainer = build_trainer(recipe, model, tokenizer, train_set, collator, run_dir, args)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     return trainer
 
 
-def build_trainer(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path):
-    """The BloomzTrainer a run trains with: the recipe's arguments, metrics.jsonl, the recipe's trackers."""
+def build_trainer(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path, args=None):
+    """The BloomzTrainer a run trains with: the recipe's arguments (``args``: made here when not given),
+    metrics.jsonl, the recipe's trackers."""
     from bloomz_tune.trainer import BloomzTrainer, MetricsFileCallback, training_arguments
 
-    args = training_arguments(recipe, run_dir / "checkpoints")
+    args = args if args is not None else training_arguments(recipe, run_dir / "checkpoints")
     trainer = BloomzTrainer(model=model, args=args, train_dataset=train_set, data_collator=collator,
                             processing_class=tokenizer, loss_type=recipe.training.loss_type)
     trainer.add_callback(MetricsFileCallback(run_dir / "metrics.jsonl"))

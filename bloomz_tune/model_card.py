@@ -213,8 +213,9 @@ def _results_lines(run: dict) -> list[str]:
     lines = ["## Evaluation", ""]
     sanity = run["results"].get("sanity", {})
     if "after" in sanity:
+        before = "not measured" if sanity.get("before") is None else f"{sanity['before']:.3f}"
         lines.append(f"Rank classification on {sanity['examples']} held-out mixture rows: accuracy "
-                     f"{sanity['before']:.3f} before training, {sanity['after']:.3f} after.")
+                     f"{before} before training, {sanity['after']:.3f} after.")
     zero_shot = run["zero_shot"]
     if zero_shot:
         names = published_names(base_model_of(run["recipe"]))

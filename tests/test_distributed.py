@@ -149,6 +149,18 @@ def test_sharded_run_logs_the_loss_and_gradient_norm_of_one_process(sharded_pair
     assert sharded_pair["stdout"].count("step      1/1 | loss") == 1  # one log line, from rank 0
 
 
+def test_zero3_builds_the_model_sharded(sharded_pair):
+    """Under ZeRO-3 (zero3_init_flag) each process loads only its shard of the weights: the run says so, skips the
+    check before training that would need the whole weights, and still counts every parameter."""
+    stdout = sharded_pair["stdout"]
+    sharded = sharded_pair["launch"] == "zero3"
+    assert ("ZeRO-3 loaded the weights sharded" in stdout) == sharded
+    counts = [line for line in stdout.splitlines() if line.startswith("model ") and " parameters, " in line]
+    assert len(counts) == 1 and not counts[0].split(": ", 1)[1].startswith("0 parameters")
+    results = json.loads((sharded_pair["sharded"] / "eval" / "results.json").read_text())
+    assert ("before" in results["sanity"]) != sharded and "after" in results["sanity"]
+
+
 def _files(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
