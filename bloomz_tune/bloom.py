@@ -32,7 +32,11 @@ Keywords. BLOOM's 250,880-row output head is almost half of bloom-560m. Training
 whose next token is a target, and rank scoring only at continuation positions, so the model's ``forward`` gets
 the keyword ``logit_positions``: an (N, 2) tensor of (row, position) pairs. With it, the forward runs the
 backbone, gathers those N hidden states and applies the head to them alone, returning logits of shape
-(N, vocab). The same forward takes ``segment_ids`` (packed rows, see packing.py) and hands them to the backbone.
+(N, vocab). Given also ``target_ids`` (N,), it returns instead each position's cross-entropy as ``loss`` (N,),
+through the head in chunks of ``loss_chunk_size`` positions when N is larger: each chunk's (chunk, vocab) logits
+and their fp32 softmax are recomputed in backward rather than kept, so a micro-batch with long targets keeps
+(N, hidden) for the head, not (N, 250,880) twice over. The same forward takes ``segment_ids`` (packed rows, see
+packing.py) and hands them to the backbone.
 Both are keywords of the model's own ``forward``, so they pass through peft, DDP, FSDP and DeepSpeed wrappers as
 ``input_ids`` does; without either keyword the stock forward runs unchanged. ``enable_selected_logits(model)``
 adds the keywords alone and leaves attention as it is (evaluation uses it on any model it scores). Generation
@@ -271,7 +275,23 @@ def _backbone_forward(self, input_ids=None, past_key_values=None, attention_mask
     return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, hidden_states=all_hidden)
 
 
-def _lm_forward(self, input_ids=None, attention_mask=None, logit_positions=None, segment_ids=None, **kwargs):
+def _chunk_losses(head, hidden: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), target_ids, reduction="none")
+
+
+def selected_token_losses(head, hidden: torch.Tensor, target_ids: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """Cross-entropy of ``head(hidden)`` against ``target_ids``, per position; in checkpointed chunks of ``chunk``
+    positions when there are more (null: never), so that backward keeps no (N, vocab) tensor."""
+    if chunk is None or hidden.shape[0] <= chunk:
+        return _chunk_losses(head, hidden, target_ids)
+    from torch.utils.checkpoint import checkpoint
+
+    return torch.cat([checkpoint(_chunk_losses, head, h, t, use_reentrant=False)
+                      for h, t in zip(hidden.split(chunk), target_ids.split(chunk))])
+
+
+def _lm_forward(self, input_ids=None, attention_mask=None, logit_positions=None, segment_ids=None,
+                target_ids=None, loss_chunk_size=None, **kwargs):
     """The causal LM's forward with ``logit_positions`` and ``segment_ids`` (see the module docstring)."""
     patch = _patch_of(self)
     if logit_positions is None and segment_ids is None:
@@ -290,7 +310,10 @@ def _lm_forward(self, input_ids=None, attention_mask=None, logit_positions=None,
     hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)[0]
     head = self.get_output_embeddings()
     if logit_positions is not None:
-        return CausalLMOutput(logits=head(hidden[logit_positions[:, 0], logit_positions[:, 1]]))
+        selected = hidden[logit_positions[:, 0], logit_positions[:, 1]]
+        if target_ids is not None:
+            return CausalLMOutput(loss=selected_token_losses(head, selected, target_ids, loss_chunk_size))
+        return CausalLMOutput(logits=head(selected))
     logits = head(hidden)
     loss = None
     if labels is not None:  # the stock token-mean loss, over target_mask's positions (none across a boundary)

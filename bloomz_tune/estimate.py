@@ -36,7 +36,9 @@ full fine-tuning), 2·s·b·h one-byte dropout masks when hidden dropout is on, 
 values and, with LoRA dropout, its input again and a mask. With gradient checkpointing a block keeps only its input (s·b·h values) and one block is
 recomputed at a time. Then the embedding (2·s·b·h values), the head at target positions only (b·s·f targets
 with f the targets' share of tokens: logits in the compute dtype, their fp32 copy and fp32 log-softmax,
-(a + 8)·V bytes per target) and, for ``sdpa``, our one (b, heads, s, s) attention bias in the compute dtype.
+(a + 8)·V bytes per target; beyond ``training.loss_chunk_size`` targets, their hidden states, h·a bytes each,
+plus one chunk's logits being recomputed) and, for ``sdpa``, our one (b, heads, s, s) attention bias in the
+compute dtype.
 
 **Tokens and time.** Global batch = rows per device × accumulation × processes; tokens per step = global batch
 × s (rows are full when packed). Epochs over the mixture = steps × global batch / training rows, the rows
@@ -197,7 +199,11 @@ def activation_bytes(recipe: Recipe, config, counts: Counts, target_share: float
         per_block += tokens * (lora.r * a + (m.shape[0] * (a + 1) if lora.lora_dropout > 0 else 0))
     kept = config.n_layer * tokens * h * a + per_block if checkpointing else config.n_layer * per_block
     targets = int(tokens * target_share)
-    out = {"blocks": kept, "embedding": 2 * tokens * h * a, "head": targets * config.vocab_size * (a + 8)}
+    chunk = recipe.training.loss_chunk_size
+    head = targets * config.vocab_size * (a + 8)
+    if chunk is not None and targets > chunk:  # checkpointed chunks (bloom.selected_token_losses)
+        head = targets * h * a + chunk * config.vocab_size * (a + 8)
+    out = {"blocks": kept, "embedding": 2 * tokens * h * a, "head": head}
     if recipe.model.attention == "sdpa":
         out["attention_bias"] = b * config.n_head * s * s * a
     return out

@@ -292,7 +292,8 @@ def build_trainer(recipe: Recipe, model, tokenizer, train_set, collator, run_dir
 
     args = args if args is not None else training_arguments(recipe, run_dir / "checkpoints")
     trainer = BloomzTrainer(model=model, args=args, train_dataset=train_set, data_collator=collator,
-                            processing_class=tokenizer, loss_type=recipe.training.loss_type)
+                            processing_class=tokenizer, loss_type=recipe.training.loss_type,
+                            loss_chunk_size=recipe.training.loss_chunk_size)
     trainer.add_callback(MetricsFileCallback(run_dir / "metrics.jsonl"))
     if recipe.training.report_to:
         from bloomz_tune.schema import dump_yaml

@@ -12,7 +12,6 @@ shifted by one inside the loss (position t predicts label t+1).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 LOSS_TYPES = ("sample_mean", "token_mean")
@@ -69,16 +68,17 @@ def reduce_token_losses(token_losses: torch.Tensor, sample_ids: torch.Tensor, lo
     return (sums / counts).sum(), num_samples
 
 
-def batch_loss_sum(model, batch: dict, loss_type: str = "sample_mean"):
+def batch_loss_sum(model, batch: dict, loss_type: str = "sample_mean", chunk: int | None = None):
     """Forward ``batch`` computing logits at target positions only; return (loss sum, item count, #targets).
 
-    ``model`` must have had ``bloom.patch_bloom`` or ``bloom.enable_selected_logits`` applied.
+    ``model`` must have had ``bloom.patch_bloom`` or ``bloom.enable_selected_logits`` applied. ``chunk``: the
+    head and cross-entropy run in checkpointed chunks of this many target positions when there are more
+    (``bloom.selected_token_losses``; null: in one piece).
     """
     labels = batch["labels"]
     segment_ids = batch.get("segment_ids")
     positions, target_ids, sample_ids = select_targets(labels, segment_ids)
     inputs = {k: v for k, v in batch.items() if k not in ("labels",)}
-    logits = model(**inputs, logit_positions=positions).logits
-    token_losses = F.cross_entropy(logits.float(), target_ids, reduction="none")
+    token_losses = model(**inputs, logit_positions=positions, target_ids=target_ids, loss_chunk_size=chunk).loss
     loss_sum, items = reduce_token_losses(token_losses, sample_ids, loss_type)
     return loss_sum, items, target_ids.numel()

@@ -143,6 +143,11 @@ class TrainingSection:
     loss_type: LossType = "sample_mean"
     """``sample_mean``: each sample's mean target-token loss, averaged over samples (BLOOMZ --norm-target-loss);
     ``token_mean``: mean over all target tokens of the batch."""
+    loss_chunk_size: int | None = bounded(8192, gt=0)
+    """A micro-batch with more target tokens than this runs the LM head and cross-entropy in checkpointed chunks
+    of this many: backward keeps no (targets, 250,880) logits (about 1.5 MB a target), at the cost of the head's
+    forward once more; null: never chunk. (Not under DeepSpeed ZeRO-3, where every process must call the head
+    equally often.)"""
     learning_rate: float = bounded(2e-5, ge=0)
     """Peak learning rate (BLOOMZ: 2e-5 for full fine-tuning)."""
     lr_scheduler_type: Scheduler = "constant"

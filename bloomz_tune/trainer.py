@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .bloom import causal_lm
@@ -29,9 +30,12 @@ class BloomzTrainer(Trainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, loss_type: str = "sample_mean", **kwargs):
+    def __init__(self, *args, loss_type: str = "sample_mean", loss_chunk_size: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_type = loss_type
+        # ZeRO-3 gathers the head's weight at every call of the head, a collective: processes with different numbers
+        # of targets would call it a different number of times and wait on each other, so it runs in one piece.
+        self.loss_chunk_size = None if is_deepspeed_zero3_enabled() else loss_chunk_size
         if self.is_fsdp_enabled:
             untie_trained_embedding(self.model)  # before accelerate shards it, in train()
         self.meter = ThroughputMeter(causal_lm(self.model).config, device=self.args.device)
@@ -95,7 +99,7 @@ class BloomzTrainer(Trainer):
         return items
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss_sum, items, n_targets = batch_loss_sum(model, inputs, self.loss_type)
+        loss_sum, items, n_targets = batch_loss_sum(model, inputs, self.loss_type, self.loss_chunk_size)
         if num_items_in_batch is None:
             loss = loss_sum / max(items, 1)
         else:

@@ -394,3 +394,37 @@ def test_gradient_checkpointing_keeps_loss_and_gradients(tiny_model_dir, tiny_to
     for name in grads:
         torch.testing.assert_close(grads_ckpt[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)
     assert sum(float(g.abs().sum()) for g in grads.values()) > 0
+
+
+def _vocab_sized_saved(model, batch, chunk) -> list:
+    """Shapes of the (positions, vocab) tensors that backward keeps (logits and their softmax)."""
+    vocab, shapes = causal_lm(model).config.vocab_size, []
+
+    def keep(t):
+        if t.dim() == 2 and t.shape[1] == vocab and t.shape[0] != model.config.hidden_size:  # not the head's weight
+            shapes.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        loss = batch_loss_sum(model, batch, "sample_mean", chunk)[0]
+    return loss, shapes
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_chunked_head_and_loss_keep_loss_and_gradients(tiny_model, tiny_tokenizer, lora):
+    """The head and cross-entropy in checkpointed chunks of target positions (recipe training.loss_chunk_size):
+    the same loss and gradients, and backward keeps no (targets, vocab) tensor."""
+    model = patch_bloom(_lora(tiny_model) if lora else tiny_model, "sdpa")
+    batch = _packed_batch(tiny_tokenizer)
+    targets = int(select_targets(batch["labels"], batch["segment_ids"])[1].numel())
+    assert targets > 5  # several chunks of 3, the last one shorter
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    results = {}
+    for chunk in (None, 3):
+        loss, shapes = _vocab_sized_saved(model, batch, chunk)
+        results[chunk] = (loss.detach(), torch.autograd.grad(loss, trainable), shapes)
+    (whole, g_whole, kept_whole), (chunked, g_chunked, kept_chunked) = results[None], results[3]
+    assert (targets, causal_lm(model).config.vocab_size) in kept_whole
+    assert kept_chunked == []
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_whole, g_chunked))

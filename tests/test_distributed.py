@@ -78,7 +78,8 @@ RUNS = [("fsdp", "lora_packed"), ("fsdp", "full_padded"), ("zero2", "full_padded
 def _recipe_args(model_dir, run_dir, cache, per_device, mode):
     return ["recipes/tiny_demo.yaml", f"output_dir={run_dir}", f"data.mixture_cache={cache}", "model.tiny=null",
             f"model.name_or_path={model_dir}", "data.max_length=128", "training.max_steps=1",
-            f"training.per_device_train_batch_size={per_device}", "eval.sanity_examples=8", *MODES[mode]]
+            f"training.per_device_train_batch_size={per_device}", "eval.sanity_examples=8",
+            "training.loss_chunk_size=16", *MODES[mode]]  # the head and loss in chunks, as long targets run
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +220,7 @@ def _deepspeed_config(config_file, recipe_file, monkeypatch, processes=None):
     on rank 0 of the file's processes (or ``processes``)."""
     import deepspeed.runtime.config as ds_config
     from accelerate.utils import DeepSpeedPlugin, patch_environment
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
 
     from bloomz_tune.trainer import training_arguments
 
@@ -232,6 +233,7 @@ def _deepspeed_config(config_file, recipe_file, monkeypatch, processes=None):
     filled = HfTrainerDeepSpeedConfig(plugin.deepspeed_config)  # the Trainer fills the "auto" values
     filled.trainer_config_process(_OnProcesses(args, launch.num_processes, launch.mixed_precision == "bf16"))
     assert not filled.mismatches, filled.mismatches
+    unset_hf_deepspeed_config()  # the filled config registers itself as this process's; later tests run without
     monkeypatch.setattr(ds_config.dist, "get_rank", lambda *a, **k: 0)
     monkeypatch.setattr(ds_config.dist, "get_world_size", lambda *a, **k: processes or launch.num_processes)
     return launch, recipe, plugin, ds_config.DeepSpeedConfig(filled.config)
