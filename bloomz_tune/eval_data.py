@@ -317,7 +317,8 @@ def _unrecognised(folder: Path, spec, language: str, release: Layout | None) -> 
     shown = ", ".join(present[:8]) + (f", ... ({len(present)} files)" if len(present) > 8 else "")
     accepted = ([release.description] if release else []) + ([HUB_SNAPSHOT] if spec.path or spec.aliases else [])
     return (f"{folder}: no {spec.title} data for {language} (split {spec.split!r}) in a layout I know. Accepted: "
-            f"{'; '.join(accepted)}. Found: {shown or 'no files'}")
+            f"{'; '.join(accepted)}. Found: {shown or 'no files'} (a folder with some languages only: name them "
+            f"with --languages)")
 
 
 def hub_rows(spec, language: str) -> Iterator[Located]:

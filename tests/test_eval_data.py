@@ -103,7 +103,7 @@ def test_unrecognised_folder_lists_the_accepted_layouts_and_what_it_holds(tmp_pa
     message = str(err.value)
     assert "no XCOPA data for zh (split 'validation')" in message
     assert "XCOPA release: data/<lang>/val.<lang>.jsonl" in message and "Hub snapshot: README.md" in message
-    assert "Found: notes.txt, zh/dev.zh.csv" in message
+    assert "Found: notes.txt, zh/dev.zh.csv" in message and "name them with --languages" in message
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(BloomzTuneError, match=r"StoryCloze release: the validation CSV.*Found: no files"):
