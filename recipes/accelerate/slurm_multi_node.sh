@@ -13,7 +13,8 @@
 set -euo pipefail
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CONFIG=${ACCELERATE_CONFIG:-recipes/accelerate/multi_node_zero3.yaml}
-MAIN_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# (awk reads every host: `head -n 1` would close the pipe early, and scontrol's SIGPIPE would fail the job)
+MAIN_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk 'NR == 1')
 export MAIN_HOST GPUS_PER_NODE CONFIG DRY_RUN=${DRY_RUN:-}
 srun --kill-on-bad-exit=1 bash -c '${DRY_RUN:+echo} accelerate launch --config_file "$CONFIG" \
     --num_machines "$SLURM_NNODES" --num_processes $((SLURM_NNODES * GPUS_PER_NODE)) \
