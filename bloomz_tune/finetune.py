@@ -135,20 +135,29 @@ def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero
 
     # ---- sanity check before training ---------------------------------------------------------------------------
     from bloomz_tune.evaluation import sanity_accuracy, sanity_set
+    from bloomz_tune.trainer import AtTrainBegin
 
     sanity_examples = sanity_set(mixture["validation"], recipe.eval.sanity_examples) if recipe.eval.sanity else []
     results: dict = {"sanity": {"examples": len(sanity_examples)}, "tokenization": counts}
-    if sanity_examples and loaded_sharded():
-        print0("sanity check before training skipped: ZeRO-3 loaded the weights sharded, and they are gathered only "
-               "once training starts; the check after training runs")
-    elif sanity_examples:
+
+    def check_before(model) -> None:
         results["sanity"]["before"] = sanity_accuracy(model, tokenizer, sanity_examples, recipe.eval.batch_size,
                                                       recipe.data.max_length)
         print0(f"sanity rank-classification accuracy before training: {results['sanity']['before']:.3f} "
                f"on {len(sanity_examples)} held-out rows")
 
+    callbacks = []
+    if sanity_examples and loaded_sharded():  # each process holds a shard until DeepSpeed's engine gathers them
+        if checkpoint is None:
+            callbacks.append(AtTrainBegin(check_before))
+        else:
+            print0("sanity check before training skipped: under ZeRO-3 it runs once the engine holds the weights, "
+                   "which on a resumed run are the checkpoint's")
+    elif sanity_examples:
+        check_before(model)
+
     # ---- train and save ---------------------------------------------------------------------------------------
-    trainer = train_model(recipe, model, tokenizer, train_set, collator, run_dir, checkpoint, args)
+    trainer = train_model(recipe, model, tokenizer, train_set, collator, run_dir, checkpoint, args, callbacks)
     final_dir = save_final(trainer, tokenizer, run_dir)
     print0(f"saved {'adapter' if recipe.lora.enabled else 'model'} to {final_dir}")
 
@@ -223,7 +232,8 @@ def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
     trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
     total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
     print0(f"model {model_path}: {total:,} parameters, {trainable:,} trainable "
-           f"({'LoRA' if recipe.lora.enabled else 'full fine-tuning'})")
+           f"({'LoRA' if recipe.lora.enabled else 'full fine-tuning'})"
+           + (", loaded as ZeRO-3 shards (each process holds its part)" if loaded_sharded() else ""))
     return model, tokenizer
 
 
@@ -278,9 +288,11 @@ def batches_of(recipe: Recipe, train_set, pad_token_id: int):
 
 
 def train_model(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path, checkpoint: Path | None,
-                args=None):
+                args=None, callbacks=()):
     """Train with BloomzTrainer (BLOOMZ's loss, targets-only logits, the throughput log); returns the trainer."""
     trainer = build_trainer(recipe, model, tokenizer, train_set, collator, run_dir, args)
+    for callback in callbacks:
+        trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     return trainer
 

@@ -127,6 +127,17 @@ class BloomzTrainer(Trainer):
         super().log(logs, start_time)
 
 
+class AtTrainBegin(TrainerCallback):
+    """Calls ``fn(model)`` once, as training starts: the model is then wrapped (DeepSpeed's engine gathers a
+    ZeRO-3 shard's weights when a layer runs) and a resumed run's weights are loaded."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.fn(model)
+
+
 def format_log_line(step: int, max_steps: int, logs: dict) -> str:
     """The one fixed-format line printed per logging step."""
     return (f"step {step:>6}/{max_steps} | loss {logs['loss']:.4f} | lr {logs.get('learning_rate', 0):.2e} | "
