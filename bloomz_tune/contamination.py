@@ -134,7 +134,6 @@ def window_hashes(values: np.ndarray, offsets: np.ndarray, lengths: set[int],
 class EvalIndex:
     """The hashed n-grams of every evaluation example, for lookups from the training scan."""
 
-    n: int  # tokens per gram
     vocab: object  # Arrow string array: every evaluation token; a training token's id is its index here
     values: np.ndarray  # uint64 value of each token id; the last entry stands for any token not in vocab
     grams: dict  # gram length -> (sorted unique hashes, start of each hash's owners, owners: example numbers)
@@ -166,7 +165,7 @@ def build_index(texts: list[str], n: int = NGRAM) -> tuple[EvalIndex, np.ndarray
     prefilter = np.zeros(2 ** bits, dtype=bool)
     for length, (keys, _, _) in grams.items():
         prefilter[_slot(keys, length, bits)] = True
-    return EvalIndex(n, vocab, values, grams, prefilter), sizes
+    return EvalIndex(vocab, values, grams, prefilter), sizes
 
 
 def _hits(index: EvalIndex, texts) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,8 @@ def target_text(target: str) -> str:
 
 
 def fit_sample(input_ids: list[int], target_ids: list[int], max_length: int, overlong: str = "skip"):
-    """The over-long rule, the one place it lives: (input ids, target ids, status) for a sample of at most
+    """The over-long rule for one sample (``tokenization.fit_lengths`` is its column form, tested against it):
+    (input ids, target ids, status) for a sample of at most
     ``max_length`` tokens. status is "ok", "truncated" (inputs lost tokens from the left; the target is never
     cut), "skipped" (too long, as BLOOMZ skipped it) or "empty" (no input, or no target token before EOS)."""
     status = "ok"
@@ -40,7 +41,8 @@ def fit_sample(input_ids: list[int], target_ids: list[int], max_length: int, ove
 
 
 def tokenize_batch(batch: dict, tokenizer, max_length: int, overlong: str = "skip") -> dict:
-    """``datasets.map(batched=True)`` function: adds input_ids, labels, length, and a status per row."""
+    """Row-by-row tokenization of a batch (input_ids, labels, length, a status per row): the reference that the
+    bulk ``tokenization.tokenize_rows`` is tested against, and a ``datasets.map(batched=True)`` function."""
     input_ids = tokenizer(batch["inputs"], add_special_tokens=False)["input_ids"]
     target_ids = tokenizer([target_text(t) for t in batch["targets"]], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
@@ -54,14 +56,13 @@ def tokenize_batch(batch: dict, tokenizer, max_length: int, overlong: str = "ski
     return out
 
 
-def tokenize_mixture(dataset, tokenizer, max_length: int, overlong: str = "skip", num_proc: int | None = None,
-                     path=None):
+def tokenize_mixture(dataset, tokenizer, max_length: int, overlong: str = "skip", num_proc: int | None = None):
     """Tokenize a mixture split; return (kept dataset, counts by status). Whole columns at once
-    (``tokenization.tokenize_rows``; the same rows as ``tokenize_batch`` row by row). With ``path`` the rows go to
-    that Arrow file, memory-mapped; ``num_proc`` > 1 lets the fast tokenizer use its threads."""
+    (``tokenization.tokenize_rows``; the same rows as ``tokenize_batch`` row by row); ``num_proc`` > 1 lets the
+    fast tokenizer use its threads."""
     from .tokenization import tokenize_rows
 
-    done = tokenize_rows(dataset, tokenizer, max_length, overlong, num_proc, path)
+    done = tokenize_rows(dataset, tokenizer, max_length, overlong, num_proc)
     return done.dataset, done.counts
 
 

@@ -37,7 +37,7 @@ values and, with LoRA dropout, its input again and a mask. With gradient checkpo
 recomputed at a time. Then the embedding (2·s·b·h values), the head at target positions only (b·s·f targets
 with f the targets' share of tokens: logits in the compute dtype, their fp32 copy and fp32 log-softmax,
 (a + 8)·V bytes per target; beyond ``training.loss_chunk_size`` targets, their hidden states, h·a bytes each,
-plus one chunk's logits being recomputed) and, for ``sdpa``, our one (b, heads, s, s) attention bias in the
+plus one chunk's logits being recomputed; not under ZeRO-3, which runs the head in one piece) and, for ``sdpa``, our one (b, heads, s, s) attention bias in the
 compute dtype.
 
 **Tokens and time.** Global batch = rows per device × accumulation × processes; tokens per step = global batch
@@ -185,9 +185,10 @@ LINEAR_INPUTS = {"query_key_value": 1, "dense": 0, "dense_h_to_4h": 1, "dense_4h
 
 
 def activation_bytes(recipe: Recipe, config, counts: Counts, target_share: float, checkpointing: bool,
-                     act: int | None = None) -> dict[str, int]:
-    """Activations kept for backward on one process for one micro-batch (module docstring), by part."""
-    a = act if act is not None else dtype_bytes(recipe)[1]
+                     chunked: bool = True) -> dict[str, int]:
+    """Activations kept for backward on one process for one micro-batch (module docstring), by part; ``chunked``:
+    the head may run in chunks (the trainer turns chunks off under ZeRO-3)."""
+    a = dtype_bytes(recipe)[1]
     b, s, h = recipe.training.per_device_train_batch_size, recipe.data.max_length, config.hidden_size
     tokens = b * s
     lora = recipe.lora
@@ -201,7 +202,7 @@ def activation_bytes(recipe: Recipe, config, counts: Counts, target_share: float
     targets = int(tokens * target_share)
     chunk = recipe.training.loss_chunk_size
     head = targets * config.vocab_size * (a + 8)
-    if chunk is not None and targets > chunk:  # checkpointed chunks (bloom.selected_token_losses)
+    if chunked and chunk is not None and targets > chunk:  # checkpointed chunks (bloom.selected_token_losses)
         head = targets * h * a + chunk * config.vocab_size * (a + 8)
     out = {"blocks": kept, "embedding": 2 * tokens * h * a, "head": head}
     if recipe.model.attention == "sdpa":
@@ -209,7 +210,8 @@ def activation_bytes(recipe: Recipe, config, counts: Counts, target_share: float
     return out
 
 
-def model_state_bytes(strategy: str, counts: Counts, config, w: int, t: int, gpus: int, machines: int = 1) -> dict:
+def model_state_bytes(strategy: str, counts: Counts, config, w: int, t: int, gpus: int, machines: int = 1,
+                      act: int = 2) -> dict:
     """Weights, gradients and optimizer state on one GPU (and CPU memory per machine with offload), by part."""
     p, tr = counts.total, counts.trainable
     frozen = p - tr
@@ -222,7 +224,7 @@ def model_state_bytes(strategy: str, counts: Counts, config, w: int, t: int, gpu
     if strategy == "fsdp":
         root = config.vocab_size * h + 4 * h
         return {"weights": (frozen * w + tr * t) // gpus, "gradients": tr * t // gpus,
-                "optimizer": 2 * tr * t // gpus, "gathered": 2 * (root + 2 * block)}
+                "optimizer": 2 * tr * t // gpus, "gathered": act * (root + 2 * block)}
     if strategy == "zero2":
         return {"weights": 2 * p, "gradients": 2 * tr, "optimizer": 16 * tr // gpus}
     if strategy == "zero3":
@@ -309,10 +311,11 @@ def estimate(recipe: Recipe, accelerate_config: str | Path | None = None, gpus: 
     share = facts.get("target_share", DEFAULT_TARGET_SHARE)
     memory = {}
     for strategy in STRATEGIES:
-        states = model_state_bytes(strategy, counts, config, w, t, n, launch["machines"])
+        states = model_state_bytes(strategy, counts, config, w, t, n, launch["machines"], act=a)
         on_gpu = sum(v for k, v in states.items() if k != "cpu_per_machine")
         memory[strategy] = {"states": states, **{
-            key: on_gpu + sum(activation_bytes(recipe, config, counts, share, ckpt).values())
+            key: on_gpu + sum(activation_bytes(recipe, config, counts, share, ckpt,
+                                               chunked=strategy not in ("zero3", "zero3_offload")).values())
             for key, ckpt in (("with_checkpointing", True), ("without_checkpointing", False))}}
     tr, s = recipe.training, recipe.data.max_length
     global_batch = tr.per_device_train_batch_size * tr.gradient_accumulation_steps * n

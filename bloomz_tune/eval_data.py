@@ -82,6 +82,7 @@ def _object(row, where: str) -> dict:
 
 
 def read_parquet(path: Path) -> Iterator[Located]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -91,7 +92,7 @@ def read_parquet(path: Path) -> Iterator[Located]:
             for row in batch.to_pylist():
                 number += 1
                 yield f"{path} row {number}", row
-    except OSError as err:  # pyarrow.ArrowInvalid is an OSError subclass too
+    except (OSError, pa.ArrowException) as err:  # a missing file; ArrowInvalid (a ValueError) for a corrupt one
         raise BloomzTuneError(f"{path}: not a readable parquet file: {err}") from err
 
 
@@ -337,6 +338,7 @@ def hub_rows(spec, language: str) -> Iterator[Located]:
                               f"{text}") from err
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds (offline, gated, missing repo)
         raise BloomzTuneError(f"cannot load {spec.title} ({spec.path}, config {config!r}, split {spec.split!r}): "
-                              f"{type(err).__name__}: {err}. Without network, download it and pass "
-                              f"--data-dir {spec.name}=FOLDER.") from err
+                              f"{type(err).__name__}: {err}. "
+                              + (spec.manual.format(name=spec.name) if spec.manual else
+                                 f"Without network, download it and pass --data-dir {spec.name}=FOLDER.")) from err
     return ((f"{spec.path} ({config}, {spec.split}) row {i}", row) for i, row in enumerate(ds, 1))

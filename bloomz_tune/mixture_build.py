@@ -102,7 +102,7 @@ def build_rows(spec: MixtureSpec, out: Path, fingerprint: str, num_proc: int, pr
         raise BloomzTuneError(f"mixture {spec.name!r} is empty: no source yielded a row (see the warnings above)")
     full = concatenate_datasets(rendered)
     selection = select_rows(spec, full, parts)
-    save_splits(full, selection, parts, out, fingerprint, num_proc)
+    save_splits(full, selection, parts, out, num_proc)
     return BuildResult(spec, fingerprint, sources, parts, selection, warn_list, time.time() - started)
 
 
@@ -415,7 +415,7 @@ def _resample(idx: np.ndarray, target: int, rng: np.random.Generator) -> np.ndar
 
 # -- 4. save ---------------------------------------------------------------------------------------------------
 
-def save_splits(full, selection: Selection, parts: list[Part], out: Path, fingerprint: str, num_proc: int) -> None:
+def save_splits(full, selection: Selection, parts: list[Part], out: Path, num_proc: int) -> None:
     """The selected rows, labelled with their language, task, source and template, saved to ``out/dataset``."""
     from datasets import DatasetDict
 

@@ -27,9 +27,8 @@ from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.eval_tasks import _words, held_out_in_name, held_out_task
 from bloomz_tune.mixture_spec import BLOOM_LANGUAGES, MixtureSpec, SourceSpec
 from bloomz_tune.runtime import print0
-from bloomz_tune.templates import PromptTemplate
+from bloomz_tune.templates import PromptTemplate, RowFilter
 
-RELEASE_FORMATS = ("xp3", "xp3x", "aya_collection", "aya_dataset")
 
 # Our language code -> the release codes it is published under (ISO 639-3 + ISO 15924 script, as FLORES-200,
 # xP3x and the Aya collection name them). xP3x files code by programming language (xmtf create_xp3x.py).
@@ -205,7 +204,6 @@ def read_release(spec: MixtureSpec, index: int, src: SourceSpec, work: Path) -> 
         rows = _load_file(src, file)
         _check_columns(src, file, rows, ("inputs", "targets", *GROUP_COLUMNS.get(src.format, ())))
         if src.filter:
-            from bloomz_tune.templates import RowFilter
             rows = rows.filter(RowFilter(src.filter), cache_file_name=str(work / f"release{index}-{k}.arrow"),
                                load_from_cache_file=False, desc=f"filter {file.name}").flatten_indices(
                 cache_file_name=str(work / f"release{index}-{k}-kept.arrow"))  # grouping reads the kept rows

@@ -237,7 +237,7 @@ def _results_lines(run: dict) -> list[str]:
     return lines
 
 
-def _use_lines(repo: str, adapter: bool, lora: bool) -> list[str]:
+def _use_lines(repo: str, adapter: bool) -> list[str]:
     lines = ["## Use", "", "```python"]
     if adapter:
         lines += ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
@@ -250,7 +250,7 @@ def _use_lines(repo: str, adapter: bool, lora: bool) -> list[str]:
               'inputs = tokenizer("Translate to English: Je t\'aime.", return_tensors="pt")',
               "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=20)[0]))", "```", "",
               f"Or with bloomz_tune: `bloomz-tune generate {repo} \"Translate to English: Je t'aime.\"`"
-              + (f"; `bloomz-tune merge RUN_DIR --output DIR` writes the merged model." if lora and adapter else ".")]
+              + (f"; `bloomz-tune merge RUN_DIR --output DIR` writes the merged model." if adapter else ".")]
     return lines
 
 
@@ -278,7 +278,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None, merged: bool = F
              f"A BLOOMZ-style multitask fine-tune ({kind}) of **{base}**, made with bloomz_tune: the mixture "
              "below, BLOOMZ's per-sample target loss, and zero-shot evaluation on held-out tasks.", ""]
     lines += _training_lines(run, merged) + [""] + _data_lines(sheet, recipe["data"]) + [""]
-    lines += _results_lines(run) + [""] + _use_lines(repo_id or "REPO_ID", lora and not merged, lora) + [""]
+    lines += _results_lines(run) + [""] + _use_lines(repo_id or "REPO_ID", lora and not merged) + [""]
     lines += LIMITS
     if base_model_of(recipe) is None and lora and not merged:
         lines.append(f"- The base model is a local folder ({recipe['model'].get('name_or_path') or 'the tiny demo'}"

@@ -23,7 +23,6 @@ import bisect
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from .data import PaddingCollator
 from .errors import BloomzTuneError

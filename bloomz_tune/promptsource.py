@@ -50,7 +50,7 @@ def candidates(dataset: str, subset: str | None) -> list[str]:
     dataset whose prompts are not split by subset), for the full Hub id and then, for ``org/name``, ``name``
     alone (promptsource names many datasets by their old ids without an organisation: ``ag_news``, ``glue``)."""
     ids = [dataset] + ([dataset.split("/", 1)[1]] if "/" in dataset else [])
-    return [f"{i}/{subset}" if subset else i for i in ids] + ([i for i in ids] if subset else [])
+    return [f"{i}/{subset}" if subset else i for i in ids] + (list(ids) if subset else [])
 
 
 def prompt_file(root: Path, dataset: str, subset: str | None, folder: str | None = None) -> Path:

@@ -31,7 +31,8 @@ RUN_FILES = ("recipe.resolved.yaml", "datasheet.json", "run.json")
 
 
 def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
-    """Write the card into ``run_dir/final/README.md`` with the resolved recipe and datasheet beside it."""
+    """Write the card into ``run_dir/final/README.md`` with the run's files (``RUN_FILES``: the resolved recipe,
+    datasheet and run.json) beside it."""
     run_dir = Path(run_dir)
     final = run_dir / "final"
     if not final.is_dir():

@@ -60,6 +60,10 @@ def test_only_the_evaluated_split_is_read(tmp_path):
     shutil.copytree(FIXTURES / "xcopa", snapshot)
     (snapshot / "zh" / "test-00000-of-00001.parquet").write_bytes(b"corrupt")
     assert len(load_task_rows("xcopa", "zh", str(snapshot))["rows"]) == 3
+    evaluated = next((snapshot / "zh").glob("validation-*.parquet"))
+    evaluated.write_bytes(b"corrupt")  # the evaluated split's own file: a one-line error naming it
+    with pytest.raises(BloomzTuneError, match=rf"{evaluated.name}: not a readable parquet file"):
+        load_task_rows("xcopa", "zh", str(snapshot))
 
 
 def test_corrupt_json_line_names_file_and_line(tmp_path):
