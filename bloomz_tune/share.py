@@ -16,6 +16,7 @@ token comes from ``HF_TOKEN`` or ``hf auth login`` and is never written anywhere
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -108,17 +109,28 @@ def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:
     return output
 
 
+def _stored_dtype(final: Path):
+    """The dtype the adapter's base checkpoint is stored in, from its config, read before the merge loads it in
+    float32 (loading sets the config's dtype to the loaded one); float32 when the config names none."""
+    import torch
+    from transformers import AutoConfig
+
+    base = json.loads((final / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    stored = getattr(AutoConfig.from_pretrained(base), "dtype", None)
+    stored = getattr(torch, stored, None) if isinstance(stored, str) else stored
+    return stored if isinstance(stored, torch.dtype) else torch.float32
+
+
 def _merge_into(run_dir: Path, folder: Path, dtype: str) -> None:
     import torch
 
     from .modeling import load_for_eval, resolve_dtype
 
-    model, tokenizer = load_for_eval(str(run_dir / "final"), dtype="float32", device="cpu")
-    base_dtype = getattr(model.get_base_model().config, "dtype", None)
-    merged = model.merge_and_unload()
     target = resolve_dtype(dtype)
     if target == "auto":
-        target = base_dtype if isinstance(base_dtype, torch.dtype) else torch.float32
+        target = _stored_dtype(run_dir / "final")
+    model, tokenizer = load_for_eval(str(run_dir / "final"), dtype="float32", device="cpu")
+    merged = model.merge_and_unload()
     merged.to(target).save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
 

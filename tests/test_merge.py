@@ -83,3 +83,24 @@ def test_generate_command_one_prompt_and_interactive(merged_run, capsys, monkeyp
     assert capsys.readouterr().out == "".join(e + "\n" for e in expected)
     assert cli.main(["generate", str(merged_dir)]) == 2  # neither a prompt nor --interactive
     assert "give a prompt" in capsys.readouterr().err
+
+
+def test_merge_keeps_the_base_checkpoints_dtype(tmp_path, tiny_model_dir, tiny_adapter_dir, monkeypatch):
+    """dtype "auto" saves in the dtype the base checkpoint is stored in (bf16 here), not the float32 it is merged
+    in."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    base = tmp_path / "base_bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):  # as a Hub checkpoint has
+        if (tiny_model_dir / name).is_file():
+            shutil.copyfile(tiny_model_dir / name, base / name)
+    run = make_run(tmp_path / "run")
+    shutil.copytree(tiny_adapter_dir, run / "final", dirs_exist_ok=True)
+    config = json.loads((run / "final" / "adapter_config.json").read_text())
+    (run / "final" / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(base)}))
+    merged = merge(run, tmp_path / "merged")
+    assert json.loads((merged / "config.json").read_text())["dtype"] == "bfloat16"
+    assert {t.dtype for t in load_file(merged / "model.safetensors").values()} == {torch.bfloat16}
