@@ -33,12 +33,12 @@ counted for our attention, which keeps no (s, s) probabilities), per block: 10·
 norms' inputs 2h, qkv 3h, attention output h, GeLU input 4h), plus the input of each linear layer that trains
 or is LoRA-adapted (qkv h, dense 0 as it is the attention output, dense_h_to_4h h, dense_4h_to_h 4h: 16·s·b·h in
 full fine-tuning), 2·s·b·h one-byte dropout masks when hidden dropout is on, and for each LoRA-adapted linear r
-values and, with LoRA dropout, its input again and a mask. With gradient checkpointing a block keeps only its input (s·b·h values) and one block is
-recomputed at a time. Then the embedding (2·s·b·h values), the head at target positions only (b·s·f targets
-with f the targets' share of tokens: logits in the compute dtype, their fp32 copy and fp32 log-softmax,
-(a + 8)·V bytes per target; beyond ``training.loss_chunk_size`` targets, their hidden states, h·a bytes each,
-plus one chunk's logits being recomputed; not under ZeRO-3, which runs the head in one piece) and, for ``sdpa``, our one (b, heads, s, s) attention bias in the
-compute dtype.
+values and, with LoRA dropout, its input again and a mask. With gradient checkpointing a block keeps only its
+input (s·b·h values) and one block is recomputed at a time. Then the embedding (2·s·b·h values), the head at
+target positions only (b·s·f targets with f the targets' share of tokens: logits in the compute dtype, their
+fp32 copy and fp32 log-softmax, (a + 8)·V bytes per target; beyond ``training.loss_chunk_size`` targets, their
+hidden states, h·a bytes each, plus one chunk's logits being recomputed; not under ZeRO-3, which runs the head
+in one piece) and, for ``sdpa``, our one (b, heads, s, s) attention bias in the compute dtype.
 
 **Tokens and time.** Global batch = rows per device × accumulation × processes; tokens per step = global batch
 × s (rows are full when packed). Epochs over the mixture = steps × global batch / training rows, the rows
@@ -58,6 +58,7 @@ from pathlib import Path
 
 import yaml
 
+from .budget import global_batch
 from .errors import BloomzTuneError
 from .recipe import Recipe, load_recipe
 
@@ -318,7 +319,7 @@ def estimate(recipe: Recipe, accelerate_config: str | Path | None = None, gpus: 
                                                chunked=strategy not in ("zero3", "zero3_offload")).values())
             for key, ckpt in (("with_checkpointing", True), ("without_checkpointing", False))}}
     tr, s = recipe.training, recipe.data.max_length
-    global_batch = tr.per_device_train_batch_size * tr.gradient_accumulation_steps * n
+    rows_per_step = global_batch(tr, n)
     mean_sample = facts["train_tokens"] / facts["train_rows"] if "train_tokens" in facts else None
     row_tokens = s * PACKING_EFFICIENCY if recipe.data.packing else (mean_sample or s)
     epoch_rows = None
@@ -326,9 +327,9 @@ def estimate(recipe: Recipe, accelerate_config: str | Path | None = None, gpus: 
         epoch_rows = facts["train_tokens"] / row_tokens
     elif not recipe.data.packing and "train_rows" in facts:
         epoch_rows = facts["train_rows"]
-    steps = tr.max_steps if tr.max_steps > 0 else (tr.num_train_epochs * epoch_rows / global_batch if epoch_rows
+    steps = tr.max_steps if tr.max_steps > 0 else (tr.num_train_epochs * epoch_rows / rows_per_step if epoch_rows
                                                      else None)
-    step_tokens = global_batch * row_tokens
+    step_tokens = rows_per_step * row_tokens
     sample = min(mean_sample or s, s)
     flops = bloom_flops(config, int(step_tokens), int(step_tokens * share), int(step_tokens * (sample + 1) / 2))
     peak = next(f for key, f in PEAK_BF16_FLOPS if key == GPUS[gpu][0])
@@ -338,9 +339,9 @@ def estimate(recipe: Recipe, accelerate_config: str | Path | None = None, gpus: 
             "parameters": counts.total, "trainable": counts.trainable, "gpus": n, "machines": launch["machines"],
             "gpu": gpu, "gpu_memory": GPUS[gpu][1] * GiB, "strategy": launch["strategy"],
             "checkpointing": tr.gradient_checkpointing, "memory": memory, "target_share": share,
-            "global_batch": global_batch, "tokens_per_step": int(step_tokens), "steps": steps,
+            "global_batch": rows_per_step, "tokens_per_step": int(step_tokens), "steps": steps,
             "tokens": int(step_tokens * steps) if steps else None, "mixture": facts,
-            "epochs": steps * global_batch / epoch_rows if steps and epoch_rows else None,
+            "epochs": steps * rows_per_step / epoch_rows if steps and epoch_rows else None,
             "mfu": mfu, "flops_per_step": flops,
             "seconds": steps * flops / (n * peak * mfu) if steps else None}
 

@@ -9,8 +9,9 @@ Run it (the recipe path first, then any ``section.key=value`` overrides; ``--hel
 Multi-GPU: add ``--config_file recipes/accelerate/<ddp|fsdp|deepspeed_zero3>.yaml`` to accelerate launch.
 From Python: ``bloomz_tune.train(recipe)`` with a Recipe from ``bloomz_tune.load_recipe``.
 
-The run directory (``output_dir``) receives: recipe.resolved.yaml, datasheet.json (the mixture's, with token
-counts for the model's tokenizer), metrics.jsonl, checkpoints/, final/ (adapter or full model + tokenizer,
+The run directory (``output_dir``) receives: .bloomz_tune.lock while a run holds it, recipe.resolved.yaml,
+datasheet.json (the mixture's, with token counts for the model's tokenizer), run.json (global batch, tokens,
+steps, epochs), metrics.jsonl, checkpoints/, final/ (adapter or full model + tokenizer,
 safetensors, model card), eval/results.json (+ eval/zero_shot/ when the recipe names tasks) and loss.png.
 """
 

@@ -215,7 +215,11 @@ def test_push_refuses_a_final_folder_that_is_not_whole(tmp_path, tiny_adapter_di
 
 
 def test_dry_run_shows_the_card_without_network_or_token(tmp_path, tiny_adapter_dir, monkeypatch, capsys):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    import huggingface_hub.constants as constants
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
     run = _adapter_run(tmp_path, tiny_adapter_dir)
     assert cli.main(["share", str(run), "--repo-id", "me/tiny", "--dry-run"]) == 0  # `share` is push's alias
     out = capsys.readouterr().out
