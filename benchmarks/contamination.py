@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=None, help="keep the synthetic build here (reused when present)")
     parser.add_argument("--python-rows", type=int, default=20_000)
     args = parser.parse_args(argv)
-    from bloomz_tune.contamination import build_index, scan
-    from bloomz_tune.mixture import load_built_mixture
+    from bloomz_tune.mixture.builds import load_built_mixture
+    from bloomz_tune.mixture.contamination import build_index, scan
 
     texts = eval_texts(args.eval_examples)
     planted = texts[::100]

@@ -36,7 +36,7 @@ FIXTURE_LANGUAGES = {"xnli": ("en", "fr", "zh"), "xcopa": ("zh", "id"), "xstoryc
 
 
 def build_examples() -> list[dict]:
-    from bloomz_tune.eval_tasks import load_task_rows, prompts_for
+    from bloomz_tune.tasks.table import load_task_rows, prompts_for
 
     examples = []
     for task, folder in FOLDERS.items():
@@ -47,7 +47,7 @@ def build_examples() -> list[dict]:
 
 
 def save_model(directory: Path, examples, args) -> None:
-    from bloomz_tune.tiny import build_tiny_bloom, build_tiny_tokenizer
+    from bloomz_tune.model.tiny import build_tiny_bloom, build_tiny_tokenizer
 
     texts = [ex["prompt"] + " " + " ".join(ex["choices"]) for ex in examples] * 5
     tokenizer = build_tiny_tokenizer(texts, vocab_size=1024)
@@ -92,7 +92,7 @@ def main() -> None:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from bloomz_tune.evaluation import loglikelihoods
+    from bloomz_tune.evaluation.scoring import loglikelihoods
 
     if args.threads:
         torch.set_num_threads(args.threads)

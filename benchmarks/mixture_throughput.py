@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bloomz_tune.mixture import build_mixture, load_built_mixture  # noqa: E402
-from bloomz_tune.tiny import build_tiny_tokenizer  # noqa: E402
+from bloomz_tune.mixture.builds import build_mixture, load_built_mixture  # noqa: E402
+from bloomz_tune.model.tiny import build_tiny_tokenizer  # noqa: E402
 
 WORDS = ("market bank shares profit team match goal coach planet cells research leaders election border "
          "minister talks oil chip satellite striker league rates merger scientists agency record weak sales").split()

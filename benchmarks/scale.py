@@ -24,9 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bloomz_tune.mixture import build_mixture, load_built_mixture  # noqa: E402
-from bloomz_tune.tiny import build_tiny_bloom, build_tiny_tokenizer  # noqa: E402
 from mixture_throughput import write_rows  # noqa: E402  (benchmarks/, this script's folder)
+
+from bloomz_tune.mixture.builds import build_mixture, load_built_mixture  # noqa: E402
+from bloomz_tune.model.tiny import build_tiny_bloom, build_tiny_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,9 +36,9 @@ def first_step_seconds(model, tokenizer, train_set, collator, folder: Path, pack
     """Seconds from building the Trainer to the end of its first optimizer step."""
     from transformers import TrainerCallback
 
-    from bloomz_tune.bloom import patch_bloom
+    from bloomz_tune.model.bloom import patch_bloom
     from bloomz_tune.recipe import recipe_from_dict
-    from bloomz_tune.trainer import BloomzTrainer, training_arguments
+    from bloomz_tune.training.trainer import BloomzTrainer, training_arguments
 
     class Stop(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -54,9 +55,9 @@ def first_step_seconds(model, tokenizer, train_set, collator, folder: Path, pack
 
 
 def measure(rows: int, num_proc: int, tmp: Path) -> dict:
-    from bloomz_tune.data import PaddingCollator
-    from bloomz_tune.packing import PackedCollator, pack_dataset
-    from bloomz_tune.tokenization import tokenized_split
+    from bloomz_tune.tokens.batches import PaddingCollator
+    from bloomz_tune.tokens.cache import tokenized_split
+    from bloomz_tune.tokens.packing import PackedCollator, pack_dataset
 
     texts = write_rows(tmp / "ag_news", rows // 3, words=(10, 40), keep=2000)
     spec = tmp / "bench.yaml"

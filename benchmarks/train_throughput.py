@@ -126,8 +126,8 @@ def bench_recipe(args, out_dir: str):
 
 def precision_of(recipe) -> str:
     """The weights' dtype and the mixed precision a recipe trains with, as the table prints it."""
-    from bloomz_tune.modeling import resolve_dtype
-    from bloomz_tune.trainer import training_arguments
+    from bloomz_tune.model.loading import resolve_dtype
+    from bloomz_tune.training.trainer import training_arguments
 
     autocast = training_arguments(recipe, recipe.output_dir).bf16
     return f"{str(resolve_dtype(recipe.model.dtype)).removeprefix('torch.')} weights" + (
@@ -149,7 +149,7 @@ def build_model(args, recipe):
     import torch
     from transformers import BloomConfig, BloomForCausalLM
 
-    from bloomz_tune.modeling import resolve_dtype
+    from bloomz_tune.model.loading import resolve_dtype
 
     config = BloomConfig(vocab_size=args.vocab, hidden_size=args.hidden, n_layer=args.layers, n_head=args.heads,
                          hidden_dropout=recipe.model.hidden_dropout, attention_dropout=recipe.model.attention_dropout,
@@ -170,7 +170,7 @@ def peft_config(recipe):
 
 def special_tokens_only():
     """The data is pre-tokenized; the trainers still want a tokenizer, for its pad and EOS ids (3 and 2, BLOOM's)."""
-    from bloomz_tune.tiny import build_tiny_tokenizer
+    from bloomz_tune.model.tiny import build_tiny_tokenizer
 
     return build_tiny_tokenizer(["a tokenizer for its special tokens"] * 4, vocab_size=300)
 
@@ -184,7 +184,7 @@ def memory_probe(device):
     """Reset the peak; return (memory in use now, a function reading the peak since)."""
     import torch
 
-    from bloomz_tune.throughput import peak_memory_bytes, reset_peak_memory
+    from bloomz_tune.training.throughput import peak_memory_bytes, reset_peak_memory
 
     reset_peak_memory(device)
     if torch.device(device).type == "cuda":
@@ -202,8 +202,8 @@ def timed_train(args, trainer, config) -> dict:
     """
     from transformers import TrainerCallback
 
-    from bloomz_tune.loss import target_mask
-    from bloomz_tune.throughput import ThroughputMeter
+    from bloomz_tune.model.loss import target_mask
+    from bloomz_tune.training.throughput import ThroughputMeter
 
     meter = ThroughputMeter(config, device=args.device)
     batches = []
@@ -264,7 +264,7 @@ def run_ours(args, samples):
 
 
 def recipe_config(model):
-    from bloomz_tune.bloom import causal_lm
+    from bloomz_tune.model.bloom import causal_lm
 
     return causal_lm(model).config
 
@@ -273,7 +273,7 @@ def run_trl(args, samples, packing: bool):
     """TRL's SFTTrainer on the same model, LoRA, optimizer settings and precision as ``ours``."""
     from trl import SFTConfig, SFTTrainer
 
-    from bloomz_tune.trainer import training_arguments
+    from bloomz_tune.training.trainer import training_arguments
 
     recipe = bench_recipe(args, tempfile.mkdtemp(prefix="trl_bench_"))
     ours = training_arguments(recipe, recipe.output_dir)
@@ -310,7 +310,7 @@ def run_one(args):
 
 # ---------------------------------------------------------------- report
 def packing_report(args):
-    from bloomz_tune.packing import plan_rows
+    from bloomz_tune.tokens.packing import plan_rows
 
     samples = synthetic_samples(args.samples, args.vocab, args.max_length, args.seed)
     lengths = [len(ids) for ids, _ in samples]

@@ -4,7 +4,7 @@ Build an xP3-style multitask mixture, instruction-tune BLOOM with LoRA or in ful
 held-out tasks and share the result. The command line (``bloomz-tune``) and the notebooks use the same
 functions::
 
-    from bloomz_tune import load_recipe, build_mixture, train, evaluate, merge, generate, push
+    from bloomz_tune import load_recipe, build_mixture, train, evaluate, merge, generate, push, estimate
 
     recipe = load_recipe("recipes/tiny_demo.yaml", ["output_dir=/tmp/demo"])
     built = build_mixture(recipe.data.mixture, cache=recipe.data.mixture_cache)   # or let train() do it
@@ -15,76 +15,119 @@ functions::
     print(generate(merged, "Translate to French: the red house"))              # greedy, as BLOOMZ prompts
     plan = push("/tmp/demo", "you/demo", dry_run=True)                         # the card and files, no upload
 
-Importing the package is light: torch and the libraries load when a function needs them.
+Every ``bloomz-tune`` command is one of these functions behind an argument parser (``bloomz_tune/cli.py``).
+Importing the package is light: each function imports its stage (and so torch and the libraries) when called;
+this facade is the one module whose imports of our own stages are inside functions, for that reason.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import BloomzTuneError, ConfigError
-from .recipe import Recipe, load_recipe, recipe_from_dict
+from bloomz_tune.errors import BloomzTuneError, ConfigError
+from bloomz_tune.recipe import DataSection, EvalSection, Recipe, load_recipe, recipe_from_dict
+from bloomz_tune.version import __version__
 
-__version__ = "0.1.0"
-__all__ = ["Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "train", "evaluate", "merge", "generate",
-           "push", "BloomzTuneError", "ConfigError"]
+__all__ = ["__version__", "Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "show_mixture", "check_contamination",
+           "train", "estimate", "evaluate", "merge", "generate", "push", "BloomzTuneError", "ConfigError"]
 
 
 def train(recipe: Recipe) -> dict:
     """Run a recipe end to end (mixture, model, training, checks, model card); returns eval/results.json."""
-    from .finetune import run
+    from bloomz_tune.finetune import run
 
     return run(recipe)
 
 
-def build_mixture(spec, output_dir: str | Path | None = None, cache: str | Path = "~/.cache/bloomz_tune/mixtures",
-                  num_proc: int = 1, tokenizer=None) -> Path:
-    """Build a mixture spec (a path or a MixtureSpec) and return the build folder.
+def estimate(recipe: Recipe, accelerate_config: str | Path | None = None, gpus: int | None = None,
+             gpu: str = "h100", mfu: float = 0.4) -> dict:
+    """Parameters, memory per GPU, tokens, steps, epochs and hours of a recipe, from the model's config alone (no
+    weights): what ``bloomz-tune estimate`` prints, as a dict (bytes, tokens, steps, seconds)."""
+    from bloomz_tune.training.estimate import estimate as estimate_recipe
 
-    Without ``output_dir`` the build goes to (or is reused from) ``cache``, where training looks for it.
+    return estimate_recipe(recipe, accelerate_config, gpus, gpu, mfu)
+
+
+def build_mixture(spec, output_dir: str | Path | None = None, cache: str | Path = DataSection.mixture_cache,
+                  num_proc: int = 1, tokenizer=None, overwrite: bool = False) -> Path:
+    """Build a mixture spec (a path or a MixtureSpec), or reuse its finished build; return the build folder.
+
+    Without ``output_dir`` the build goes to (or is reused from) ``cache``, where training looks for it; with
+    ``output_dir`` it goes there and is registered in ``cache``, so training reuses it too. ``tokenizer`` (a
+    tokenizer, Hub id or folder; default the spec's ``tokenizer``) adds its token counts beside the build.
     """
-    from . import mixture
+    from bloomz_tune.tokens.counts import build_and_count
 
-    if output_dir is None:
-        return mixture.prepare_mixture(spec, Path(cache).expanduser(), num_proc=num_proc, tokenizer=tokenizer)
-    return mixture.build_mixture(spec, output_dir, num_proc=num_proc, tokenizer=tokenizer)
+    return build_and_count(spec, output_dir, cache, num_proc=num_proc, tokenizer=tokenizer, overwrite=overwrite)
 
 
-def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=None, **options) -> dict:
+def show_mixture(built_dir: str | Path, samples_per_task: int = 2) -> str:
+    """A finished build's datasheet and a few rendered samples per task cluster, as Markdown text."""
+    from bloomz_tune.mixture.builds import show_mixture as show
+
+    return show(built_dir, samples_per_task)
+
+
+def check_contamination(built_dir: str | Path, tasks=None, languages=None, data_dirs: dict | None = None, *,
+                        split: str | None = None, ngram: int | None = None, num_proc: int = 1) -> dict:
+    """Evaluation examples sharing an n-gram with the build's training rows (docs/contamination.md).
+
+    Writes the report into the build's datasheet (json and md) and returns it, with its Markdown table under
+    ``"markdown"``.
+    """
+    from bloomz_tune.mixture.contamination import NGRAM, contamination_report, write_report
+    from bloomz_tune.mixture.datasheet import contamination_markdown
+
+    report = contamination_report(built_dir, tasks, languages, data_dirs, split, ngram or NGRAM, num_proc)
+    write_report(built_dir, report)
+    return {**report, "markdown": contamination_markdown(report)}
+
+
+def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=None,
+             limit: int | None = EvalSection.limit, prompts: int = EvalSection.prompts,
+             batch_size: int = EvalSection.batch_size, max_length: int = EvalSection.max_length,
+             data_dirs: dict | None = None, length_normalize: bool = EvalSection.length_normalize,
+             generation: bool = EvalSection.generation, dtype: str = "auto", device: str | None = None,
+             revision: str | None = None, trust_remote_code: bool = False, model_name: str | None = None) -> dict:
     """Zero-shot rank classification on held-out tasks, scored as BLOOMZ was.
 
-    ``model``: a Hub id, a model folder or a LoRA adapter folder (loaded with its tokenizer), or a loaded model
-    together with ``tokenizer``. ``options``: limit, prompts, batch_size, data_dirs, length_normalize, max_length,
-    generation (see ``evaluation.evaluate_model``). Writes results.json/.md and accuracy.png when ``output_dir``
-    is given; returns the results.
+    ``model``: a Hub id, a model folder or a LoRA adapter folder (loaded with its tokenizer; ``dtype``,
+    ``device``, ``revision``, ``trust_remote_code`` apply), or a loaded model together with ``tokenizer``. The
+    options mean what the recipe's ``eval`` keys of the same names mean. Every task's data is loaded and checked
+    before the model. Writes results.json/.md and accuracy.png when ``output_dir`` is given; returns the results.
     """
-    from .evaluation import evaluate_model, prepare_tasks
-    from .modeling import load_for_eval
+    from bloomz_tune.evaluation.scoring import evaluate_model, prepare_tasks
+    from bloomz_tune.model.loading import load_for_eval
 
-    name = None
+    prepared = prepare_tasks(tasks, languages, limit, prompts, data_dirs)  # bad task data fails before the model
     if isinstance(model, (str, Path)):
-        prepared = prepare_tasks(tasks, languages, options.get("limit"), options.get("prompts", 5),
-                                 options.get("data_dirs"))  # bad task data fails before the model loads
-        name = str(model)
-        model, tokenizer = load_for_eval(name, dtype=options.pop("dtype", "auto"), device=options.pop("device", None))
-        options["prepared"] = prepared
+        model_name = model_name or str(model)
+        model, tokenizer = load_for_eval(str(model), dtype, device, revision, trust_remote_code)
     elif tokenizer is None:
         raise BloomzTuneError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
-    return evaluate_model(model, tokenizer, tasks, languages, output_dir=output_dir,
-                          model_name=options.pop("model_name", name), **options)
+    return evaluate_model(model, tokenizer, tasks, languages, limit=limit, prompts=prompts, batch_size=batch_size,
+                          output_dir=output_dir, data_dirs=data_dirs, length_normalize=length_normalize,
+                          max_length=max_length, generation=generation, model_name=model_name, prepared=prepared)
 
 
 def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:
     """Merge a LoRA run's adapter into its base model; ``output`` gets safetensors, tokenizer and model card."""
-    from .share import merge as merge_run
+    from bloomz_tune.hub.share import merge as merge_run
 
     return merge_run(run_dir, output, dtype)
+
+
+def load_model_for_generation(model: str | Path, dtype: str = "auto", device: str | None = None):
+    """(model, tokenizer) from a Hub id, a model folder or a LoRA adapter folder, ready for ``generate``."""
+    from bloomz_tune.model.loading import load_for_eval
+
+    return load_for_eval(str(model), dtype=dtype, device=device)
 
 
 def generate(model, prompt, max_new_tokens: int = 64, *, tokenizer=None, dtype: str = "auto", device=None):
     """Greedy answer to ``prompt`` (a list of prompts gives a list): ``model`` is a Hub id, a model folder, a LoRA
     adapter folder, or a loaded model together with ``tokenizer``."""
-    from .inference import generate as generate_text
+    from bloomz_tune.evaluation.generation import generate as generate_text
 
     return generate_text(model, prompt, max_new_tokens, tokenizer=tokenizer, dtype=dtype, device=device)
 
@@ -94,6 +137,6 @@ def push(run_dir: str | Path, repo_id: str, private: bool = True, merged: bool =
     """Push a finished run (adapter, or merged model with ``merged``, tokenizer, recipe, datasheet, card) to the
     Hub; ``dry_run`` checks and returns the card and file list without uploading. Returns {repo_id, url, files,
     card}; the run directory is never written."""
-    from .share import push as push_run
+    from bloomz_tune.hub.share import push as push_run
 
     return push_run(run_dir, repo_id, private=private, merged=merged, dry_run=dry_run)

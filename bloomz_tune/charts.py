@@ -57,25 +57,16 @@ def plot_loss(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     return Path(out_path)
 
 
-def plot_accuracy(results: dict, path: str | Path) -> None:
-    """Grouped bars: the model's median per (dataset, language) beside the published numbers where known."""
-    from bloomz_tune.eval_report import published_for
-    from bloomz_tune.eval_tasks import PUBLISHED_MODELS
-
-    labels, ours, published = [], [], {m: [] for m in PUBLISHED_MODELS}
-    for task, r in results["tasks"].items():
-        for language, v in r["languages"].items():
-            labels.append(f"{r['title']}\n{language}")
-            ours.append(100 * v["median"])
-            pub = published_for(task, language)
-            for m in PUBLISHED_MODELS:
-                published[m].append(pub.get(m, float("nan")))
+def plot_accuracy(labels: list[str], ours: list[float], published: dict[str, list[float]], path: str | Path,
+                  model: str | None = None) -> None:
+    """Grouped bars: the model's median accuracy (percent) per label beside the published numbers per model (NaN
+    where unknown)."""
     plt = _pyplot()
     width = 0.27
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 4.0))
     xs = list(range(len(labels)))
-    ax.bar([x - width for x in xs], ours, width, label=results.get("model") or "this model")
-    for k, m in enumerate(PUBLISHED_MODELS):
+    ax.bar([x - width for x in xs], ours, width, label=model or "this model")
+    for k, m in enumerate(published):
         ax.bar([x + k * width for x in xs], published[m], width, label=f"{m} (paper)")
     ax.set_xticks(xs)
     ax.set_xticklabels(labels, fontsize=7)

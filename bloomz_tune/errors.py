@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class BloomzTuneError(Exception):
     """A problem with the user's input (file, key, row) that the user can fix."""
@@ -16,3 +18,13 @@ class ConfigError(BloomzTuneError):
         where = f" in {source}" if source else ""
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} problem(s){where}:\n{lines}")
+
+
+def exit_code(command, *args) -> int:
+    """Run a command-line ``command(*args)``; its return code, or 2 with a one-line message (no traceback) when it
+    raises a ``BloomzTuneError``. The one place where an input error becomes an exit code."""
+    try:
+        return command(*args)
+    except BloomzTuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -17,7 +17,6 @@ safetensors, model card), eval/results.json (+ eval/zero_shot/ when the recipe n
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,25 +26,49 @@ if __package__ in (None, ""):
     # shadow a library (and `import bloomz_tune` works without installing).
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bloomz_tune.budget import plan_run  # noqa: E402
-from bloomz_tune.errors import BloomzTuneError  # noqa: E402
-from bloomz_tune.recipe import Recipe, check_recipe, load_recipe, recipe_help  # noqa: E402
-from bloomz_tune.runtime import is_main_process, print0, setup_logging  # noqa: E402
-
-USAGE = "usage: bloomz-tune train RECIPE.yaml [section.key=value ...]"
+from bloomz_tune.charts import plot_loss
+from bloomz_tune.errors import BloomzTuneError, exit_code  # noqa: E402
+from bloomz_tune.evaluation.scoring import evaluate_model, prepare_tasks, sanity_accuracy, sanity_set
+from bloomz_tune.hub.share import check_target, push, write_model_card
+from bloomz_tune.logs import setup_logging
+from bloomz_tune.mixture.builds import load_built_mixture, prepare_mixture
+from bloomz_tune.model.bloom import patch_bloom
+from bloomz_tune.model.loading import apply_lora, load_model, load_tokenizer
+from bloomz_tune.model.tiny import save_tiny_bloom
+from bloomz_tune.recipe import Recipe, check_recipe, parse_train_argv, save_recipe  # noqa: E402
+from bloomz_tune.runtime import is_main_process, print0
+from bloomz_tune.schema import dump_yaml
+from bloomz_tune.storage import write_json
+from bloomz_tune.tokens.batches import PaddingCollator
+from bloomz_tune.tokens.cache import tokenized_split
+from bloomz_tune.tokens.counts import datasheet_for
+from bloomz_tune.tokens.packing import PackedCollator, pack_dataset
+from bloomz_tune.training.budget import plan_run  # noqa: E402
+from bloomz_tune.training.preflight import check_training_inputs
+from bloomz_tune.training.rundir import (
+    RunDir,
+    check_fresh_start,
+    checkpoint_step,
+    claim,
+    clear_for_overwrite,
+    remove_incomplete,
+    resolve_resume,
+    trim_metrics,
+)
+from bloomz_tune.training.trackers import RecipeConfigCallback, check_trackers
+from bloomz_tune.training.trainer import AtTrainBegin, BloomzTrainer, MetricsFileCallback, training_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
     """Load the recipe named on the command line (plus overrides) and run it; 2 on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"{__doc__}\n{USAGE}\n\nRecipe keys (section.key, type, default):\n\n{recipe_help()}")
-        return 0 if argv else 2
-    try:
-        run(load_recipe(argv[0], argv[1:]))
-    except BloomzTuneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return exit_code(_train, argv)
+
+
+def _train(argv: list[str]) -> int:
+    recipe = parse_train_argv(argv, prog="bloomz-tune train", doc=__doc__)
+    if recipe is not None:
+        run(recipe)
     return 0
 
 
@@ -56,8 +79,6 @@ def run(recipe: Recipe) -> dict:
     checked; then the run directory is claimed (one run at a time) and the mixture is built or reused.
     """
     # ---- checks, cheap ones first; nothing is written yet --------------------------------------------------
-    from bloomz_tune.preflight import check_training_inputs
-    from bloomz_tune.rundir import check_fresh_start, claim, resolve_resume
 
     recipe = check_recipe(recipe)
     setup_logging()
@@ -66,8 +87,6 @@ def run(recipe: Recipe) -> dict:
     check_integrations(recipe)
     zero_shot_data = None
     if recipe.eval.tasks:
-        from bloomz_tune.evaluation import prepare_tasks
-
         e = recipe.eval
         zero_shot_data = prepare_tasks(e.tasks, e.languages or None, e.limit, e.prompts, e.data_dirs)
     run_dir = Path(recipe.output_dir).expanduser()
@@ -102,13 +121,9 @@ def start_run_dir(recipe: Recipe, run_dir: Path, checkpoint: Path | None) -> Non
     """Clear an overwritten run, drop unusable checkpoints and log lines past the resumed step; save the recipe."""
     from transformers import set_seed
 
-    from bloomz_tune.recipe import save_recipe
-    from bloomz_tune.rundir import checkpoint_step, clear_for_overwrite, remove_incomplete, trim_metrics
-    from bloomz_tune.schema import dump_yaml
-
     set_seed(recipe.training.seed)
     if is_main_process():
-        metrics = run_dir / "metrics.jsonl"
+        metrics = RunDir(run_dir).metrics
         if checkpoint is None and recipe.overwrite_output_dir:
             clear_for_overwrite(run_dir, say=print0)
         remove_incomplete(run_dir, say=print0)
@@ -116,27 +131,24 @@ def start_run_dir(recipe: Recipe, run_dir: Path, checkpoint: Path | None) -> Non
             metrics.unlink(missing_ok=True)  # a fresh run starts a fresh log
         else:
             trim_metrics(metrics, checkpoint_step(checkpoint))
-        save_recipe(recipe, run_dir / "recipe.resolved.yaml")
+        save_recipe(recipe, RunDir(run_dir).recipe)
     print0(f"recipe {recipe.source or '(built in code)'} -> run directory {run_dir}\n" + dump_yaml(recipe).rstrip())
 
 
 def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero_shot_data) -> dict:
     """Data, model, sanity check, training, final weights, evaluation, card (see ``run``)."""
     # ---- data, tokenizer, model -------------------------------------------------------------------------------
-    from bloomz_tune.trainer import training_arguments
 
     mixture, tokenizer, built = load_mixture(recipe)
     # The Trainer's arguments come before the model: under accelerate's DeepSpeed ZeRO-3 with zero3_init_flag they
     # register the DeepSpeed config, so that from_pretrained builds each process's shard of the weights instead of
     # the whole model in every process (bloom-176b: 352 GB of bf16 per process).
-    args = training_arguments(recipe, run_dir / "checkpoints")
+    args = training_arguments(recipe, RunDir(run_dir).checkpoints)
     model, tokenizer = load_model_for_training(recipe, mixture, tokenizer, run_dir)
     train_set, collator, counts = training_rows(recipe, built, mixture["train"], tokenizer, run_dir)
     plan_run(recipe, train_set, run_dir)  # global batch, tokens, epochs: printed, checked, run.json
 
     # ---- sanity check before training ---------------------------------------------------------------------------
-    from bloomz_tune.evaluation import sanity_accuracy, sanity_set
-    from bloomz_tune.trainer import AtTrainBegin
 
     sanity_examples = sanity_set(mixture["validation"], recipe.eval.sanity_examples) if recipe.eval.sanity else []
     results: dict = {"sanity": {"examples": len(sanity_examples)}, "tokenization": counts}
@@ -193,9 +205,6 @@ def load_mixture(recipe: Recipe):
     """
     from accelerate import PartialState
 
-    from bloomz_tune.mixture import load_built_mixture, prepare_mixture
-    from bloomz_tune.modeling import load_tokenizer
-
     tokenizer = None
     if recipe.model.tiny is None:
         tokenizer = load_tokenizer(recipe.model.name_or_path, recipe.model.revision, recipe.model.trust_remote_code)
@@ -210,16 +219,14 @@ def load_mixture(recipe: Recipe):
 def write_datasheet(run_dir: Path, built: Path, tokenizer, num_proc: int, counted: dict | None = None) -> None:
     """The mixture's datasheet, with token counts for the model's tokenizer, as run_dir/datasheet.json (rank 0);
     ``counted`` holds per-row token counts of splits already tokenized (see ``datasheet_for``)."""
-    from bloomz_tune.mixture import datasheet_for
 
     if is_main_process():
         sheet = datasheet_for(built, tokenizer, num_proc, counted)
-        (run_dir / "datasheet.json").write_text(json.dumps(sheet, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_json(RunDir(run_dir).datasheet, sheet)
 
 
 def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
     """The base model (a tiny one built for the demo, or a Hub id / folder), LoRA if asked, our BLOOM attention."""
-    from bloomz_tune.modeling import load_model, load_tokenizer
 
     m = recipe.model
     model_path = m.name_or_path
@@ -240,8 +247,6 @@ def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
 
 def adapt_model(recipe: Recipe, model):
     """LoRA if the recipe asks for it, then the recipe's BLOOM attention; returns the model to train."""
-    from bloomz_tune.bloom import patch_bloom
-    from bloomz_tune.modeling import apply_lora
 
     if recipe.lora.enabled:
         lora = recipe.lora
@@ -259,8 +264,6 @@ def training_rows(recipe: Recipe, built: Path, rows, tokenizer, run_dir: Path):
     """
     from accelerate import PartialState
 
-    from bloomz_tune.tokenization import tokenized_split
-
     d = recipe.data
     with PartialState().main_process_first():
         done = tokenized_split(built, rows, "train", tokenizer, d.max_length, d.overlong, d.num_proc)
@@ -276,8 +279,6 @@ def training_rows(recipe: Recipe, built: Path, rows, tokenizer, run_dir: Path):
 
 def batches_of(recipe: Recipe, train_set, pad_token_id: int):
     """Tokenized rows -> (the rows the Trainer draws from, their collator): packed when the recipe packs."""
-    from bloomz_tune.data import PaddingCollator
-    from bloomz_tune.packing import PackedCollator, pack_dataset
 
     d = recipe.data
     if not d.packing:
@@ -301,17 +302,13 @@ def train_model(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: 
 def build_trainer(recipe: Recipe, model, tokenizer, train_set, collator, run_dir: Path, args=None):
     """The BloomzTrainer a run trains with: the recipe's arguments (``args``: made here when not given),
     metrics.jsonl, the recipe's trackers."""
-    from bloomz_tune.trainer import BloomzTrainer, MetricsFileCallback, training_arguments
 
-    args = args if args is not None else training_arguments(recipe, run_dir / "checkpoints")
+    args = args if args is not None else training_arguments(recipe, RunDir(run_dir).checkpoints)
     trainer = BloomzTrainer(model=model, args=args, train_dataset=train_set, data_collator=collator,
                             processing_class=tokenizer, loss_type=recipe.training.loss_type,
                             loss_chunk_size=recipe.training.loss_chunk_size)
-    trainer.add_callback(MetricsFileCallback(run_dir / "metrics.jsonl"))
+    trainer.add_callback(MetricsFileCallback(RunDir(run_dir).metrics))
     if recipe.training.report_to:
-        from bloomz_tune.schema import dump_yaml
-        from bloomz_tune.trackers import RecipeConfigCallback
-
         trainer.add_callback(RecipeConfigCallback(trainer, dump_yaml(recipe)))
     return trainer
 
@@ -321,7 +318,7 @@ def save_final(trainer, tokenizer, run_dir: Path) -> Path:
     so final/ is always whole (a save cut short leaves the earlier final/ as it was)."""
     import shutil
 
-    final, incoming, old = run_dir / "final", run_dir / ".final.incoming", run_dir / ".final.old"
+    final, incoming, old = RunDir(run_dir).final, RunDir(run_dir).final_incoming, RunDir(run_dir).final_old
     if is_main_process():
         shutil.rmtree(incoming, ignore_errors=True)
     trainer.save_model(str(incoming))  # every process takes part (FSDP, DeepSpeed gather the weights)
@@ -338,24 +335,20 @@ def save_final(trainer, tokenizer, run_dir: Path) -> Path:
 
 def zero_shot(recipe: Recipe, model, tokenizer, prepared: dict, run_dir: Path) -> dict:
     """The recipe's zero-shot tasks on the trained model; full results go to eval/zero_shot/."""
-    from bloomz_tune.evaluation import evaluate_model
 
     e = recipe.eval
     results = evaluate_model(model, tokenizer, e.tasks, e.languages or None, e.limit, e.prompts, e.batch_size,
-                             output_dir=run_dir / "eval" / "zero_shot", data_dirs=e.data_dirs,
-                             max_length=recipe.data.max_length, model_name=str(run_dir / "final"), prepared=prepared)
+                             output_dir=RunDir(run_dir).zero_shot, data_dirs=e.data_dirs,
+                             max_length=recipe.data.max_length, model_name=str(RunDir(run_dir).final), prepared=prepared)
     return {"results": "zero_shot/results.json",
             "mean_of_medians": {task: r.get("mean_of_medians") for task, r in results.get("tasks", {}).items()}}
 
 
 def check_integrations(recipe: Recipe) -> None:
     """Before anything is written: the trackers are known and installed, and a push at the end can happen."""
-    from bloomz_tune.trackers import check_trackers
 
     check_trackers(recipe.training.report_to)
     if recipe.hub.push_to_hub:
-        from bloomz_tune.share import check_target
-
         check_target(recipe.hub.repo_id)
 
 
@@ -365,14 +358,11 @@ def finish_run_dir(recipe: Recipe, run_dir: Path, results: dict) -> None:
         return
     from accelerate import PartialState
 
-    from bloomz_tune.charts import plot_loss
-    from bloomz_tune.share import push, write_model_card
-
-    eval_dir = run_dir / "eval"
+    eval_dir = RunDir(run_dir).eval
     eval_dir.mkdir(exist_ok=True)
     results["training"] = {"processes": PartialState().num_processes}  # the card's global batch needs it
-    (eval_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    write_json(RunDir(run_dir).results, results)
+    plot_loss(RunDir(run_dir).metrics, RunDir(run_dir).loss_plot)
     write_model_card(run_dir, recipe.hub.repo_id)
     if recipe.hub.push_to_hub:
         try:
@@ -386,8 +376,6 @@ def finish_run_dir(recipe: Recipe, run_dir: Path, results: dict) -> None:
 def build_tiny_base(tiny, train_rows, directory: Path) -> Path:
     """Train a tokenizer on the mixture's text and save a random tiny BLOOM for it (rank 0 builds, all wait)."""
     from accelerate import PartialState
-
-    from bloomz_tune.tiny import save_tiny_bloom
 
     state = PartialState()
     with state.main_process_first():

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import schema
-from .schema import bounded, internal
+from bloomz_tune import schema
+from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.schema import bounded, internal
 
 Dtype = Literal["float32", "bfloat16", "float16", "auto", "bf16-if-supported"]
 Attention = Literal["sdpa", "flex", "stock"]
@@ -38,6 +39,7 @@ ATTENTIONS = typing.get_args(Attention)
 OVERLONG_POLICIES = typing.get_args(Overlong)
 PACKING_STRATEGIES = typing.get_args(PackingStrategy)
 LOSS_TYPES = typing.get_args(LossType)
+DTYPE_CHOICES = typing.get_args(Dtype)
 
 
 @dataclass
@@ -223,6 +225,12 @@ class EvalSection:
     """Prompts per dataset (BLOOMZ: 5); the report gives the median and max over them."""
     batch_size: int = bounded(16, gt=0)
     """Distinct prompts per forward pass when scoring."""
+    max_length: int = bounded(2048, gt=1)
+    """Tokens per scored request (prompt and choice); longer prompts lose tokens from the left."""
+    length_normalize: bool = False
+    """Score a choice by the mean of its tokens' log-probabilities instead of their sum (BLOOMZ: the sum)."""
+    generation: bool = True
+    """Also write a few greedy answers to sanity prompts beside the scores."""
     data_dirs: dict[str, str] = field(default_factory=dict)
     """Local folders for tasks, e.g. {xstorycloze: /data/xstory_cloze}."""
 
@@ -294,6 +302,21 @@ def check_recipe(recipe: Recipe) -> Recipe:
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write the resolved recipe (every value, defaults included) as YAML."""
     Path(path).write_text(schema.dump_yaml(recipe), encoding="utf-8")
+
+
+TRAIN_USAGE = "usage: {prog} RECIPE.yaml [section.key=value ...]"
+
+
+def parse_train_argv(argv: list[str], prog: str = "bloomz-tune train", doc: str = "") -> Recipe | None:
+    """The training command line, ``RECIPE.yaml [section.key=value ...]``: the checked Recipe, or None after
+    printing the help (``-h``/``--help``: every recipe key). Raises ConfigError for a bad recipe or override."""
+    if not argv or argv[0] in ("-h", "--help"):
+        head = f"{doc.strip()}\n\n" if doc else ""
+        print(f"{head}{TRAIN_USAGE.format(prog=prog)}\n\nRecipe keys (section.key, type, default):\n\n{recipe_help()}")
+        if not argv:
+            raise BloomzTuneError(f"no recipe given; {TRAIN_USAGE.format(prog=prog)}")
+        return None
+    return load_recipe(argv[0], argv[1:])
 
 
 def recipe_help() -> str:

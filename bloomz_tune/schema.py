@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .errors import ConfigError
+from bloomz_tune.errors import ConfigError
 
 _MISSING = dataclasses.MISSING
 

@@ -24,7 +24,7 @@ FIXTURE_TEXTS = [
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A folder holding a saved tiny BLOOM (2 layers, 64 hidden, 4 heads) and its tokenizer."""
-    from bloomz_tune.tiny import save_tiny_bloom
+    from bloomz_tune.model.tiny import save_tiny_bloom
 
     return save_tiny_bloom(tmp_path_factory.mktemp("tiny_bloom"), FIXTURE_TEXTS, vocab_size=512)
 
@@ -39,9 +39,8 @@ def tiny_tokenizer(tiny_model_dir):
 @pytest.fixture()
 def tiny_model(tiny_model_dir):
     """A fresh fp32 copy of the tiny BLOOM for each test (tests may train it)."""
-    from transformers import AutoModelForCausalLM
-
     import torch
+    from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
 
@@ -78,7 +77,7 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from bloomz_tune.modeling import apply_lora
+    from bloomz_tune.model.loading import apply_lora
 
     folder = tmp_path_factory.mktemp("tiny_adapter")
     model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), r=4, lora_alpha=8,

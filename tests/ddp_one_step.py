@@ -12,12 +12,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
+from oracles import tokenize_mixture  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from bloomz_tune.bloom import patch_bloom  # noqa: E402
-from bloomz_tune.data import PaddingCollator, tokenize_mixture  # noqa: E402
+from bloomz_tune.model.bloom import patch_bloom  # noqa: E402
 from bloomz_tune.recipe import recipe_from_dict  # noqa: E402
-from bloomz_tune.trainer import BloomzTrainer, training_arguments  # noqa: E402
+from bloomz_tune.tokens.batches import PaddingCollator  # noqa: E402
+from bloomz_tune.training.trainer import BloomzTrainer, training_arguments  # noqa: E402
 
 model_dir, out, loss_type, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 rows = [{"inputs": f"Review number {i}: the film was {'great' if i % 2 else 'awful'}.",

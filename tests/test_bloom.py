@@ -6,13 +6,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from oracles import tokenize_batch
 
-from bloomz_tune.bloom import attention_of, causal_lm, enable_selected_logits, patch_bloom
-from bloomz_tune.data import PaddingCollator, tokenize_batch
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.loss import IGNORE_INDEX, batch_loss_sum, select_targets, target_mask
-from bloomz_tune.modeling import apply_lora
-from bloomz_tune.packing import PackedCollator, pack_dataset
+from bloomz_tune.model.bloom import attention_of, causal_lm, enable_selected_logits, patch_bloom
+from bloomz_tune.model.loading import apply_lora
+from bloomz_tune.model.loss import IGNORE_INDEX, batch_loss_sum, select_targets, target_mask
+from bloomz_tune.tokens.batches import PaddingCollator
+from bloomz_tune.tokens.packing import PackedCollator, pack_dataset
 
 SAMPLES = {
     "inputs": ["Translate to French: the red house.", "Q: what is the capital of France? A:",
@@ -228,7 +229,7 @@ def test_segment_ids_pass_through_ddp(tiny_model, tiny_tokenizer, tmp_path):
 
 
 def test_rank_scoring_with_sdpa_equals_stock(tiny_model, tiny_tokenizer):
-    from bloomz_tune.evaluation import loglikelihoods
+    from bloomz_tune.evaluation.scoring import loglikelihoods
 
     requests = [("The movie was great. Sentiment:", "positive"), ("Q: capital?", "Paris et Lyon")]
     want = loglikelihoods(copy.deepcopy(tiny_model), tiny_tokenizer, requests, progress=False)
@@ -340,7 +341,7 @@ def test_padding_to_a_multiple_of_8_keeps_the_loss(tiny_model, tiny_tokenizer, p
 def _enable_checkpointing_as_the_trainer_does(model, tmp_path):
     """Trainer.train's call, with the arguments the recipe's ``gradient_checkpointing: true`` gives."""
     from bloomz_tune.recipe import recipe_from_dict
-    from bloomz_tune.trainer import training_arguments
+    from bloomz_tune.training.trainer import training_arguments
 
     recipe = recipe_from_dict({"output_dir": str(tmp_path), "training": {"gradient_checkpointing": True,
                                                                          "bf16": False}})

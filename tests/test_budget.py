@@ -5,13 +5,12 @@ import json
 
 import pytest
 from datasets import Dataset
-
-from bloomz_tune.budget import check_budget, global_batch, plan_run, run_budget
-from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.recipe import load_recipe, recipe_from_dict, save_recipe
-from bloomz_tune.share import model_card
-
 from test_recipe import ROOT
+
+from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.hub.share import model_card
+from bloomz_tune.recipe import load_recipe, recipe_from_dict, save_recipe
+from bloomz_tune.training.budget import check_budget, global_batch, plan_run, run_budget
 
 
 def test_global_batch_counts_processes():

@@ -14,9 +14,24 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from bloomz_tune.contamination import (HEADING, build_index, contamination_report, load_eval_sets, normalized_tokens,
-                                       scan, write_report)
-from bloomz_tune.mixture import build_mixture, datasheet_for, main, read_datasheet
+from bloomz_tune import cli
+from bloomz_tune.mixture.builds import build_mixture, read_datasheet
+from bloomz_tune.mixture.contamination import (
+    build_index,
+    contamination_report,
+    load_eval_sets,
+    normalized_tokens,
+    scan,
+    write_report,
+)
+from bloomz_tune.mixture.datasheet import CONTAMINATION_HEADING as HEADING
+from bloomz_tune.tokens.counts import datasheet_for
+
+
+def main(argv):
+    """`bloomz-tune mixture ARGV`, as the command line runs it (exit code)."""
+    return cli.main(["mixture", *argv])
+
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASE = REPO / "tests" / "fixtures" / "eval" / "release"
@@ -113,7 +128,7 @@ def test_report_in_datasheet_and_show(tmp_path, capsys):
 
 
 def test_token_counts_keep_the_report(tmp_path):
-    from bloomz_tune.tiny import build_tiny_tokenizer
+    from bloomz_tune.model.tiny import build_tiny_tokenizer
 
     built = build(tmp_path, {"forum": [XNLI_EN]})
     write_report(built, contamination_report(built, "xnli", "en", DIRS, progress=False))
@@ -158,7 +173,7 @@ def test_hash_scan_equals_plain_ngram_sets():
     ("a\u3000b\u00a0c\u2003d", ["a", "b", "c", "d"]),  # Unicode spaces separate tokens too
 ])
 def test_normalisation(text, tokens):
-    from bloomz_tune.contamination import _flat
+    from bloomz_tune.mixture.contamination import _flat
 
     flat, offsets = _flat(normalized_tokens(pa.array([text])))
     assert flat.to_pylist() == tokens and list(offsets) == [0, len(tokens)]

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from bloomz_tune.finetune import run
 from bloomz_tune.recipe import load_recipe
-from bloomz_tune.rundir import checkpoint_problem
+from bloomz_tune.training.rundir import checkpoint_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,7 +223,7 @@ def _deepspeed_config(config_file, recipe_file, monkeypatch, processes=None):
     from accelerate.utils import DeepSpeedPlugin, patch_environment
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
 
-    from bloomz_tune.trainer import training_arguments
+    from bloomz_tune.training.trainer import training_arguments
 
     launch, env = _launcher_view(config_file)
     with patch_environment(**env):

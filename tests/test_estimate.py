@@ -9,9 +9,15 @@ import pytest
 import torch
 
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.estimate import (PUBLIC_SHAPES, PUBLIC_VOCAB, activation_bytes, estimate, model_state_bytes,
-                                  parameter_counts, read_accelerate_config)
+from bloomz_tune.model.config import PUBLIC_SHAPES, PUBLIC_VOCAB
 from bloomz_tune.recipe import load_recipe, recipe_from_dict
+from bloomz_tune.training.estimate import (
+    activation_bytes,
+    estimate,
+    model_state_bytes,
+    parameter_counts,
+    read_accelerate_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +44,7 @@ def test_parameter_counts_equal_models_built_from_the_public_configs(name):
     {"r": 4, "target_modules": ["query_key_value"], "modules_to_save": ["ln_f"]},
 ])
 def test_lora_counts_equal_peft(tiny_model, lora):
-    from bloomz_tune.modeling import apply_lora
+    from bloomz_tune.model.loading import apply_lora
 
     section = recipe_from_dict({"lora": lora}).lora
     counts = parameter_counts(tiny_model.config, section)
@@ -56,7 +62,7 @@ def test_unknown_lora_target_is_named(tiny_model):
 
 def _measure_step(model, batch):
     """Bytes of weights, gradients and Adam state after one step, and of the tensors autograd saved for backward."""
-    from bloomz_tune.loss import batch_loss_sum
+    from bloomz_tune.model.loss import batch_loss_sum
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved = {}
@@ -84,8 +90,8 @@ def test_memory_figure_matches_a_measured_cpu_step(tiny_model_dir, lora):
     """Within 15%: weights, gradients and Adam exactly; activations from autograd's saved tensors."""
     from transformers import AutoModelForCausalLM
 
-    from bloomz_tune.bloom import patch_bloom
-    from bloomz_tune.modeling import apply_lora
+    from bloomz_tune.model.bloom import patch_bloom
+    from bloomz_tune.model.loading import apply_lora
 
     rows, length, target_len = 4, 128, 16
     recipe = recipe_from_dict({"model": {"name_or_path": str(tiny_model_dir), "dtype": "float32"},

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from bloomz_tune.cli import evaluate as main
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.eval_tasks import load_task_rows, prompts_for
-from bloomz_tune.evaluation import loglikelihoods, main, rank_classify
-from bloomz_tune.modeling import load_for_eval
+from bloomz_tune.evaluation.scoring import loglikelihoods, rank_classify
+from bloomz_tune.model.loading import load_for_eval
+from bloomz_tune.tasks.table import load_task_rows, prompts_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 DATA = [f"xnli={FIXTURES / 'xnli'},xwinograd={FIXTURES / 'xwinograd'}", f"copa={FIXTURES / 'super_glue'}"]
@@ -95,7 +96,7 @@ def test_adapter_folder_loads_on_its_base_model(tiny_model_dir, tiny_model, tiny
 
 
 def test_adapter_with_another_tokenizer_is_refused(tiny_model_dir, tiny_model, tmp_path):
-    from bloomz_tune.tiny import build_tiny_tokenizer
+    from bloomz_tune.model.tiny import build_tiny_tokenizer
 
     _save_adapter(tiny_model, tmp_path / "adapter")
     build_tiny_tokenizer(["completely different words for another vocabulary"] * 10,
@@ -105,7 +106,7 @@ def test_adapter_with_another_tokenizer_is_refused(tiny_model_dir, tiny_model, t
 
 
 def test_tokenizer_larger_than_the_model_is_refused(tiny_model_dir, tmp_path):
-    from bloomz_tune.tiny import build_tiny_bloom
+    from bloomz_tune.model.tiny import build_tiny_bloom
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.eval_tasks import load_task_rows
+from bloomz_tune.tasks.table import load_task_rows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 RELEASE = FIXTURES / "release"

@@ -9,13 +9,11 @@ test checks that on every prompt of the fixtures before the scores are compared.
 
 from pathlib import Path
 
+# lm_eval is part of the `test` extra: a missing install is a failure, not a skip.
 import pytest
 
-from bloomz_tune.eval_tasks import TASKS, load_task_rows, prompts_for
-from bloomz_tune.evaluation import encode_requests, loglikelihoods, rank_classify
-
-# lm_eval is part of the `test` extra: a missing install is a failure, not a skip.
-import lm_eval  # noqa: E402
+from bloomz_tune.evaluation.scoring import encode_requests, loglikelihoods, rank_classify
+from bloomz_tune.tasks.table import TASKS, load_task_rows, prompts_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 CASES = [("xnli", "en", "xnli"), ("xnli", "zh", "xnli"), ("xcopa", "zh", "xcopa"), ("copa", "en", "super_glue"),

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from bloomz_tune.eval_report import aggregate
-from bloomz_tune.evaluation import encode_requests, loglikelihoods, rank_classify
+from bloomz_tune.evaluation.report import aggregate
+from bloomz_tune.evaluation.scoring import encode_requests, loglikelihoods, rank_classify
 
 
 @torch.no_grad()
@@ -96,7 +96,7 @@ class _Wrapper(torch.nn.Module):
 
 
 def test_wrapped_models_are_scored_through_their_forward(tiny_model, tiny_tokenizer):
-    from bloomz_tune.evaluation import _can_share
+    from bloomz_tune.evaluation.scoring import _can_share
 
     wrapped = _Wrapper(tiny_model)
     assert _can_share(tiny_model) and not _can_share(wrapped)

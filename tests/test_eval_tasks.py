@@ -7,8 +7,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.eval_tasks import (PROMPTS, TASKS, Prompt, held_out_in_name, held_out_task, load_task_rows,
-                                    prompts_for, resolve_tasks)
+from bloomz_tune.tasks.table import (
+    PROMPTS,
+    TASKS,
+    Prompt,
+    held_out_in_name,
+    held_out_task,
+    load_task_rows,
+    prompts_for,
+    resolve_tasks,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 DATA_DIRS = {"xnli": "xnli", "xcopa": "xcopa", "xstorycloze": "xstory_cloze", "xwinograd": "xwinograd",

@@ -2,7 +2,7 @@
 
 import torch
 
-from bloomz_tune.evaluation import loglikelihoods, rank_classify
+from bloomz_tune.evaluation.scoring import loglikelihoods, rank_classify
 
 
 @torch.no_grad()

@@ -95,9 +95,9 @@ def test_train_api_checks_an_edited_recipe(tmp_path):
 
 
 def test_train_help_lists_every_recipe_field():
-    from bloomz_tune.recipe import Recipe
-
     from test_schema import every_field
+
+    from bloomz_tune.recipe import Recipe
 
     done = subprocess.run([sys.executable, "-m", "bloomz_tune.cli", "train", "--help"], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=60)
@@ -165,8 +165,8 @@ def test_missing_eval_data_fails_before_training(tmp_path):
 
 def test_training_reuses_a_command_line_build_across_models(tmp_path, capsys):
     """`bloomz-tune mixture build SPEC` once; two recipes naming the spec (different models) reuse that build."""
+    from bloomz_tune.cli import mixture as mixture_main
     from bloomz_tune.finetune import run
-    from bloomz_tune.mixture import main as mixture_main
     from bloomz_tune.recipe import load_recipe
 
     cache = tmp_path / "mixtures"

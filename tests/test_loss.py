@@ -3,11 +3,18 @@
 import math
 
 import torch
+from oracles import tokenize_batch
 
-from bloomz_tune.data import PaddingCollator, tokenize_batch
-from bloomz_tune.loss import (IGNORE_INDEX, batch_loss_sum, count_items, reduce_token_losses, select_targets,
-                              target_mask)
-from bloomz_tune.bloom import enable_selected_logits
+from bloomz_tune.model.bloom import enable_selected_logits
+from bloomz_tune.model.loss import (
+    IGNORE_INDEX,
+    batch_loss_sum,
+    count_items,
+    reduce_token_losses,
+    select_targets,
+    target_mask,
+)
+from bloomz_tune.tokens.batches import PaddingCollator
 
 
 def test_labels_cover_target_and_eos_only(tiny_tokenizer):

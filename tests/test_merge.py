@@ -7,13 +7,12 @@ import shutil
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from test_share import TOKEN, make_run
 
 from bloomz_tune import cli, generate, merge
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.evaluation import SANITY_PROMPTS, loglikelihoods, rank_classify
-from bloomz_tune.modeling import load_for_eval
-
-from test_share import TOKEN, make_run
+from bloomz_tune.evaluation.scoring import SANITY_PROMPTS, loglikelihoods, rank_classify
+from bloomz_tune.model.loading import load_for_eval
 
 PROMPTS = ["The movie was great and the", "Translate to French: the red house.", "Question: what is the capital"]
 EXAMPLES = [{"prompt": "The movie was great. Is this review positive or negative?",

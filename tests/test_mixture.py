@@ -11,10 +11,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bloomz_tune import mixture_build
+from bloomz_tune import cli
 from bloomz_tune.errors import BloomzTuneError, ConfigError
-from bloomz_tune.mixture import (build_mixture, datasheet_for, load_built_mixture, load_mixture_spec, main,
-                                 mixture_fingerprint, prepare_mixture, read_datasheet)
+from bloomz_tune.mixture import build as mixture_build
+from bloomz_tune.mixture.builds import (
+    build_mixture,
+    load_built_mixture,
+    load_mixture_spec,
+    mixture_fingerprint,
+    prepare_mixture,
+    read_datasheet,
+)
+from bloomz_tune.tokens.counts import datasheet_for
+
+
+def main(argv):
+    """`bloomz-tune mixture ARGV`, as the command line runs it (exit code)."""
+    return cli.main(["mixture", *argv])
+
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "mixture"
@@ -376,7 +390,7 @@ def test_pointer_to_another_fingerprint_is_ignored(tmp_path):
 
 
 def test_token_counts_beside_the_build_one_file_per_tokenizer(tmp_path, tiny_tokenizer):
-    from bloomz_tune.tiny import build_tiny_tokenizer
+    from bloomz_tune.model.tiny import build_tiny_tokenizer
 
     other_tokenizer = build_tiny_tokenizer(["Sports news: the match ended in a draw."] * 20, vocab_size=300)
     s = src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml")

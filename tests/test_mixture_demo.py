@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bloomz_tune.mixture import (COLUMNS, DATASHEET_JSON, build_mixture, load_built_mixture, load_mixture_spec,
-                                 prepare_mixture)
+from bloomz_tune.mixture.builds import (
+    COLUMNS,
+    DATASHEET_JSON,
+    build_mixture,
+    load_built_mixture,
+    load_mixture_spec,
+    prepare_mixture,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data_mixtures" / "demo.yaml"

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from bloomz_tune.errors import BloomzTuneError, ConfigError
-from bloomz_tune.mixture import build_mixture, load_built_mixture, load_mixture_spec, spec_help
-from bloomz_tune.mixture_sources import our_language, release_codes, xp3_name_parts
+from bloomz_tune.mixture.builds import build_mixture, load_built_mixture, load_mixture_spec
+from bloomz_tune.mixture.sources import our_language, release_codes, xp3_name_parts
+from bloomz_tune.mixture.spec import spec_help
 
 REPO = Path(__file__).resolve().parents[1]
 REL = REPO / "tests" / "fixtures" / "mixture" / "releases"

@@ -12,13 +12,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bloomz_tune import cli
 from bloomz_tune.errors import ConfigError
-from bloomz_tune.eval_tasks import TASKS, held_out_task
-from bloomz_tune.mixture import (BLOOMZ_LANGUAGE_WEIGHTS, MAX_EXAMPLES_PER_DATASET_PROMPT, MixtureSpec, SourceSpec,
-                                 load_mixture_spec, main, mixture_fingerprint, source_templates)
-from bloomz_tune.promptsource import candidates
+from bloomz_tune.mixture.builds import MixtureSpec, load_mixture_spec, mixture_fingerprint
+from bloomz_tune.mixture.languages import BLOOMZ_LANGUAGE_WEIGHTS
+from bloomz_tune.mixture.promptsource import candidates
+from bloomz_tune.mixture.spec import MAX_EXAMPLES_PER_DATASET_PROMPT, SourceSpec, source_templates
+from bloomz_tune.mixture.templates import TemplateEntry, TemplateFile, Translation
 from bloomz_tune.schema import field_docs, public_fields
-from bloomz_tune.templates import TemplateEntry, TemplateFile, Translation
+from bloomz_tune.tasks.table import TASKS, held_out_task
+
+
+def main(argv):
+    """`bloomz-tune mixture ARGV`, as the command line runs it (exit code)."""
+    return cli.main(["mixture", *argv])
+
 
 MIXTURES = Path(__file__).resolve().parents[1] / "data_mixtures"
 SPECS = sorted(p for p in MIXTURES.rglob("*.yaml") if "templates" not in p.relative_to(MIXTURES).parts)
@@ -168,8 +176,8 @@ def test_build_help_lists_every_key_with_its_docstring(capsys):
 
 
 def test_checking_a_spec_never_imports_torch():
-    code = ("import sys; from bloomz_tune.mixture import load_mixture_spec; "
-            f"load_mixture_spec({str(MIXTURES / 'xp3.yaml')!r}); import bloomz_tune.eval_tasks; "
+    code = ("import sys; from bloomz_tune.mixture.builds import load_mixture_spec; "
+            f"load_mixture_spec({str(MIXTURES / 'xp3.yaml')!r}); import bloomz_tune.tasks.table; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=MIXTURES.parent)
     assert done.returncode == 0, done.stderr

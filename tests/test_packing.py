@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.loss import IGNORE_INDEX, select_targets
-from bloomz_tune.data import fit_sample
-from bloomz_tune.packing import PackedCollator, pack_dataset, plan_rows
-from bloomz_tune.throughput import ThroughputMeter, attention_pairs, bloom_flops
+from bloomz_tune.model.loss import IGNORE_INDEX, select_targets
+from bloomz_tune.tokens.packing import PackedCollator, pack_dataset, plan_rows
+from bloomz_tune.tokens.tokenizing import fit_sample
+from bloomz_tune.training.throughput import ThroughputMeter, attention_pairs, bloom_flops
 
 
 def xp3_like_lengths(n, seed=0):

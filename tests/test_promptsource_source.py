@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from bloomz_tune.errors import ConfigError
-from bloomz_tune.mixture import build_mixture, load_built_mixture, load_mixture_spec, read_datasheet, source_templates
-from bloomz_tune.promptsource import available, prompt_file, templates_root
-from bloomz_tune.templates import load_templates
+from bloomz_tune.mixture.builds import build_mixture, load_built_mixture, load_mixture_spec, read_datasheet
+from bloomz_tune.mixture.promptsource import available, prompt_file, templates_root
+from bloomz_tune.mixture.spec import source_templates
+from bloomz_tune.mixture.templates import load_templates
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "mixture"
 CHECKOUT = FIX / "promptsource"

@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.finetune import run
 from bloomz_tune.recipe import load_recipe
-from bloomz_tune.rundir import LOCK_NAME, MARKER
+from bloomz_tune.training.rundir import MARKER, RunDir
+
+LOCK_NAME = RunDir(Path(".")).lock.name
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -10,13 +10,12 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError
+from test_recipe import ROOT
 
 from bloomz_tune import cli, push
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.model_card import model_card
+from bloomz_tune.hub.card import model_card
 from bloomz_tune.recipe import load_recipe, save_recipe
-
-from test_recipe import ROOT
 
 TOKEN = "hf_SentinelTokenThatMustNeverBeWritten0123"
 

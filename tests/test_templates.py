@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bloomz_tune.errors import ConfigError
-from bloomz_tune.templates import RowFilter, TemplateRenderError, load_templates
+from bloomz_tune.mixture.templates import RowFilter, TemplateRenderError, load_templates
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTSOURCE = REPO / "tests" / "fixtures" / "mixture" / "promptsource" / "promptsource" / "templates" / "ag_news" \

@@ -10,12 +10,14 @@ import datasets
 import numpy as np
 import pytest
 import yaml
+from oracles import tokenize_batch, tokenize_mixture
 
-from bloomz_tune.data import fit_sample, tokenize_batch, tokenize_mixture
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.mixture import build_mixture, datasheet_for, load_built_mixture
-from bloomz_tune.tiny import build_tiny_tokenizer
-from bloomz_tune.tokenization import CACHE_DIR, fit_lengths, ragged_take, tokenized_split
+from bloomz_tune.mixture.builds import build_mixture, load_built_mixture
+from bloomz_tune.model.tiny import build_tiny_tokenizer
+from bloomz_tune.tokens.cache import CACHE_DIR, tokenized_split
+from bloomz_tune.tokens.counts import datasheet_for
+from bloomz_tune.tokens.tokenizing import fit_lengths, fit_sample, ragged_take
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "a bb ccc market, bank: é 中文 !! yes no".split()

@@ -1,12 +1,11 @@
 """training.report_to is checked before a run starts; tensorboard gets the loss and the resolved recipe."""
 
 import pytest
+from test_recipe import ROOT
 
 from bloomz_tune import load_recipe, train
 from bloomz_tune.errors import BloomzTuneError
-from bloomz_tune.trackers import check_trackers
-
-from test_recipe import ROOT
+from bloomz_tune.training.trackers import check_trackers
 
 
 def _recipe(tmp_path, *overrides):

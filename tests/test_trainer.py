@@ -7,12 +7,13 @@ import random
 import pytest
 import torch
 from datasets import Dataset
+from oracles import tokenize_mixture
 
-from bloomz_tune.bloom import enable_selected_logits
-from bloomz_tune.data import PaddingCollator, tokenize_mixture
-from bloomz_tune.modeling import apply_lora
+from bloomz_tune.model.bloom import enable_selected_logits
+from bloomz_tune.model.loading import apply_lora
 from bloomz_tune.recipe import recipe_from_dict
-from bloomz_tune.trainer import BloomzTrainer, MetricsFileCallback, training_arguments
+from bloomz_tune.tokens.batches import PaddingCollator
+from bloomz_tune.training.trainer import BloomzTrainer, MetricsFileCallback, training_arguments
 
 
 def _rows(n, seed=0):
@@ -88,7 +89,7 @@ def test_length_grouped_sampler_gives_transformers_order_from_the_whole_column()
     import numpy as np
     from transformers.trainer_pt_utils import LengthGroupedSampler as Reference
 
-    from bloomz_tune.data import LengthGroupedSampler, length_column
+    from bloomz_tune.tokens.batches import LengthGroupedSampler, length_column
 
     rng = np.random.default_rng(0)
     full = Dataset.from_dict({"length": rng.integers(1, 500, size=3000).tolist()})
@@ -102,7 +103,7 @@ def test_length_grouped_sampler_gives_transformers_order_from_the_whole_column()
 
 
 def test_trainer_groups_unpacked_rows_with_our_sampler(tiny_model, tiny_tokenizer, tmp_path):
-    from bloomz_tune.data import LengthGroupedSampler
+    from bloomz_tune.tokens.batches import LengthGroupedSampler
 
     data, _ = tokenize_mixture(_rows(16), tiny_tokenizer, max_length=64)
     recipe = recipe_from_dict({"output_dir": str(tmp_path), "training": {"bf16": False}})

@@ -1,0 +1,46 @@
+"""Files written so that a reader never sees half of one, and whether the process that wrote one still lives.
+
+Every file bloomz_tune writes that another command later reads (datasheets, results, markers, pointers) goes
+through ``write_atomic``: the text goes to a temporary file beside the target, then ``os.replace`` puts it in
+place, so a reader sees the old file or the new one, never a part, even when the writer is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def write_atomic(path: str | Path, text: str, durable: bool = False) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one, never a part.
+
+    ``durable``: the text is flushed to disk (fsync) before it takes the name, for markers that vouch for other
+    files after a power loss."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, data) -> None:
+    """``data`` as indented UTF-8 JSON (non-ASCII kept as it is), written atomically."""
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (owned by anyone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
