@@ -99,12 +99,12 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
     from bloomz_tune.evaluation.scoring import evaluate_model, prepare_tasks
     from bloomz_tune.model.loading import load_for_eval
 
+    if not isinstance(model, (str, Path)) and tokenizer is None:
+        raise BloomzTuneError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
     prepared = prepare_tasks(tasks, languages, limit, prompts, data_dirs)  # bad task data fails before the model
     if isinstance(model, (str, Path)):
         model_name = model_name or str(model)
         model, tokenizer = load_for_eval(str(model), dtype, device, revision, trust_remote_code)
-    elif tokenizer is None:
-        raise BloomzTuneError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
     return evaluate_model(model, tokenizer, tasks, languages, limit=limit, prompts=prompts, batch_size=batch_size,
                           output_dir=output_dir, data_dirs=data_dirs, length_normalize=length_normalize,
                           max_length=max_length, generation=generation, model_name=model_name, prepared=prepared)

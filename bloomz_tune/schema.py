@@ -57,7 +57,7 @@ def public_fields(cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docs(cls) -> dict[str, str]:
     """{field name: docstring}: the string literal written right after each field of ``cls``."""
     try:
@@ -104,7 +104,7 @@ def yaml_problem(err: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _strict(loader):
     """``loader`` that refuses a key written twice in one mapping (plain YAML keeps the last one, silently)."""
 

@@ -10,6 +10,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Fixtures whose set-up alone takes a minute or more: every test using one is in the slow lane.
+SLOW_FIXTURES = {"demo_run", "sharded_pair"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that use a slow fixture ``slow``, so that ``pytest -m "not slow"`` is the fast lane."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 FIXTURE_TEXTS = [
     "The movie was great and the actors were wonderful.",
     "Le film était excellent et les acteurs étaient merveilleux.",

@@ -39,7 +39,7 @@ def _packed_batch(tokenizer, row_length=96, **collator):
 def _padded_batch(tokenizer, **collator):
     rows = tokenize_batch(SAMPLES, tokenizer, max_length=128)
     return PaddingCollator(tokenizer.pad_token_id, **collator)(
-        [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])])
+        [{"input_ids": i, "labels": lab} for i, lab in zip(rows["input_ids"], rows["labels"])])
 
 
 def _alone(model, ids, labels):

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.tasks.kinds import PROMPTS
 from bloomz_tune.tasks.table import (
-    PROMPTS,
     TASKS,
     Prompt,
     held_out_in_name,

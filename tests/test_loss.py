@@ -58,7 +58,7 @@ def test_sample_mean_and_token_mean_match_hand_computation(tiny_model, tiny_toke
                            "targets": ["la maison rouge et la grande porte", "Paris", "negative"]},
                           tiny_tokenizer, max_length=64)
     batch = PaddingCollator(tiny_tokenizer.pad_token_id)(
-        [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])])
+        [{"input_ids": i, "labels": lab} for i, lab in zip(rows["input_ids"], rows["labels"])])
     per_sample = _hand_losses(tiny_model, batch)
     want_sample = sum(sum(s) / len(s) for s in per_sample) / len(per_sample)
     want_token = sum(sum(s) for s in per_sample) / sum(len(s) for s in per_sample)

@@ -22,7 +22,7 @@ from bloomz_tune.mixture.builds import (
     prepare_mixture,
     read_datasheet,
 )
-from bloomz_tune.tokens.counts import datasheet_for
+from bloomz_tune.tokens.counts import build_and_count, datasheet_for
 
 
 def main(argv):
@@ -335,8 +335,8 @@ def test_cli_build_and_show(tmp_path, capsys):
 def test_native_prompt_wording_and_token_counts(tmp_path, tiny_tokenizer):
     s = src(FIX / "imdb", "fr", "sentiment", TEMPLATES / "sentiment.yaml", name="plain_text",
             templates=["review_then_question"])
-    out = build_mixture(write_spec(tmp_path, [s], prompt_language="native"), tmp_path / "out",
-                        tokenizer=tiny_tokenizer)
+    out = build_and_count(write_spec(tmp_path, [s], prompt_language="native"), tmp_path / "out",
+                          tokenizer=tiny_tokenizer)
     train = load_built_mixture(out)["train"]
     assert set(train["targets"]) == {"positif", "négatif"} and all("L'auteur" in x for x in train["inputs"])
     assert all(r == ["négatif", "positif"] for r in train["choices"])
@@ -396,8 +396,8 @@ def test_token_counts_beside_the_build_one_file_per_tokenizer(tmp_path, tiny_tok
     s = src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml")
     spec = write_spec(tmp_path, [s], validation_fraction=0.3)
     cache = tmp_path / "cache"
-    first = prepare_mixture(spec, cache, tokenizer=tiny_tokenizer)
-    assert prepare_mixture(spec, cache, tokenizer=other_tokenizer) == first       # the tokenizer is no identity
+    first = build_and_count(spec, cache=cache, tokenizer=tiny_tokenizer)
+    assert build_and_count(spec, cache=cache, tokenizer=other_tokenizer) == first       # the tokenizer is no identity
     files = sorted((first / "tokens").glob("*.json"))
     assert len(files) == 2 and not list((first / "tokens").glob(".*"))
     counts = json.loads(next(f for f in files if f.name.startswith("tiny_bloom")).read_text())

@@ -7,13 +7,13 @@ bloom-560m and bloomz-560m numbers (median over prompts, percent) stand beside t
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
 from pathlib import Path
 
 from bloomz_tune.charts import plot_accuracy
+from bloomz_tune.storage import write_atomic, write_json
 from bloomz_tune.tasks.table import PUBLISHED, PUBLISHED_MEAN, PUBLISHED_MEAN_MODELS, PUBLISHED_MODELS, TASKS
 
 CHART = "accuracy.png"
@@ -106,7 +106,7 @@ def render_markdown(results: dict, chart: str | None = CHART) -> str:
     if chart:
         lines += ["", f"![median accuracy per dataset and language]({chart})"]
     lines += ["", "## Per prompt", ""]
-    for task, r in results["tasks"].items():
+    for r in results["tasks"].values():
         names = list(next(iter(r["languages"].values()))["prompts"])
         lines += [f"**{r['title']}**", "", "| language | " + " | ".join(names) + " |",
                   "|---|" + "---|" * len(names)]
@@ -131,14 +131,12 @@ def write_results(results: dict, output_dir: str | Path) -> dict:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / "results.json", "markdown": output_dir / "results.md", "chart": output_dir / CHART}
-    tmp = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
+    chart = paths["chart"].with_name(f".{CHART}.tmp")
     try:
-        plot_accuracy(*accuracy_bars(results), tmp["chart"], model=results.get("model"))
-        tmp["markdown"].write_text(render_markdown(results, CHART), encoding="utf-8")
-        tmp["json"].write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-        for k in ("chart", "markdown", "json"):
-            os.replace(tmp[k], paths[k])
+        plot_accuracy(*accuracy_bars(results), chart, model=results.get("model"))
+        os.replace(chart, paths["chart"])
     finally:
-        for p in tmp.values():
-            p.unlink(missing_ok=True)
+        chart.unlink(missing_ok=True)
+    write_atomic(paths["markdown"], render_markdown(results, CHART))
+    write_json(paths["json"], results)  # last: a results.json says the files beside it are whole
     return {k: str(p) for k, p in paths.items()}

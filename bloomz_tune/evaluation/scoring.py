@@ -31,6 +31,7 @@ from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.evaluation.report import aggregate, write_results
 from bloomz_tune.model.bloom import causal_lm, enable_selected_logits
 from bloomz_tune.runtime import is_main_process, print0
+from bloomz_tune.seam import cache_keyword
 from bloomz_tune.tasks.table import load_task_rows, prompts_for, resolve_tasks, task_data_dirs
 from bloomz_tune.tokens.tokenizing import target_text
 
@@ -197,7 +198,8 @@ def _score_on_cache(backbone, head, cache, ctx_mask, chunk, encoded, pad, device
             targets.append(cont[t])
             owner.append(r)
     mask = torch.cat([ctx_mask[rows], cont_mask.to(device)], dim=1)
-    hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask, past_key_values=cache, use_cache=True)[0]
+    hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask, use_cache=True,
+                      **{cache_keyword(backbone.forward): cache})[0]
     pos = torch.tensor(positions, device=device)
     return _pick_logprobs(head(hidden[pos[:, 0], pos[:, 1]]), targets, owner, len(chunk), device)
 

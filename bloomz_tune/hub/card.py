@@ -15,10 +15,10 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.recipe import Recipe, load_recipe
 from bloomz_tune.tasks.table import TASKS
+from bloomz_tune.training.budget import global_batch
 from bloomz_tune.training.rundir import RunDir
 
 BLOOM_LICENSE = "bigscience-bloom-rail-1.0"  # the license of every bigscience/bloom* checkpoint
@@ -27,8 +27,6 @@ SIZES = ("560m", "1b1", "1b7", "3b", "7b1")
 BLOOMZ_TRAINING = {"bloomz-560m": (1024, 1750, "~3.67B"), "bloomz-1b1": (1024, None, None),
                    "bloomz-1b7": (2048, 2000, "~8.39B"), "bloomz-3b": (2048, 2000, "~8.39B"),
                    "bloomz-7b1": (2048, None, None), "bloomz": (2048, 498, "~2.09B")}
-TASK_NAMES = {"nli3": "Natural language inference", "nli2": "Natural language inference",
-              "copa": "Sentence completion", "story": "Sentence completion", "winograd": "Coreference resolution"}
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -47,17 +45,17 @@ def read_run(run_dir: str | Path) -> dict:
     if (RunDir(run_dir).metrics).is_file():
         metrics = [json.loads(line) for line in (RunDir(run_dir).metrics).read_text(encoding="utf-8").splitlines()
                    if line.strip()]
-    return {"name": run_dir.name, "recipe": yaml.safe_load(recipe_path.read_text(encoding="utf-8")),
+    return {"name": run_dir.name, "recipe": load_recipe(recipe_path),
             "datasheet": _json(RunDir(run_dir).datasheet) or {}, "results": _json(RunDir(run_dir).results)
             or {}, "zero_shot": _json(RunDir(run_dir).zero_shot / "results.json"), "metrics": metrics,
             "budget": _json(RunDir(run_dir).budget) or {}}
 
 
-def base_model_of(recipe: dict) -> str | None:
+def base_model_of(recipe: Recipe) -> str | None:
     """The base model's Hub id, or None for the tiny demo model or a local folder."""
-    model = recipe["model"]
-    name = model.get("name_or_path")
-    if model.get("tiny") is not None or not name or Path(name).expanduser().exists():
+    model = recipe.model
+    name = model.name_or_path
+    if model.tiny is not None or not name or Path(name).expanduser().exists():
         return None
     return name
 
@@ -73,11 +71,11 @@ def published_names(base: str | None) -> tuple[str, str] | None:
     return (f"bloom-{size}", f"bloomz-{size}") if size in SIZES else None
 
 
-def license_of(recipe: dict) -> str | None:
+def license_of(recipe: Recipe) -> str | None:
     """The base model's license: from a local model folder's card, or BLOOM's for bigscience/bloom*."""
-    name = recipe["model"].get("name_or_path") or ""
+    name = recipe.model.name_or_path or ""
     card = Path(name).expanduser() / "README.md"
-    if recipe["model"].get("tiny") is None and card.is_file():
+    if recipe.model.tiny is None and card.is_file():
         from huggingface_hub import metadata_load
 
         return (metadata_load(card) or {}).get("license")
@@ -118,7 +116,7 @@ def eval_results(zero_shot: dict | None) -> list:
         prompts = (zero_shot.get("settings") or {}).get("prompts", "?")
         for language, v in r["languages"].items():
             out.append(EvalResult(
-                task_type="text-generation", task_name=TASK_NAMES.get(spec.kind), dataset_type=dataset_id,
+                task_type="text-generation", task_name=spec.task_kind.card_name, dataset_type=dataset_id,
                 dataset_name=f"{spec.title} ({language})", dataset_config=spec.configs.get(language),
                 dataset_split=spec.split, metric_type="accuracy", metric_value=round(100 * v["median"], 2),
                 metric_name=f"median accuracy over {prompts} prompts (%)"))
@@ -130,14 +128,14 @@ def card_data(run: dict, merged: bool = False, model_name: str | None = None):
     from huggingface_hub import ModelCardData
 
     recipe, sheet = run["recipe"], run["datasheet"]
-    adapter = recipe["lora"]["enabled"] and not merged
+    adapter = recipe.lora.enabled and not merged
     results = eval_results(run["zero_shot"])
     return ModelCardData(
         base_model=base_model_of(recipe), datasets=hub_datasets(sheet) or None,
         language=sorted(sheet.get("by_language", {})) or None, license=license_of(recipe),
         library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
         tags=["bloom", "bloomz", "bloomz_tune", "multitask", "instruction-tuning"]
-        + (["lora"] if recipe["lora"]["enabled"] else []),
+        + (["lora"] if recipe.lora.enabled else []),
         model_name=(model_name or run["name"]) if results else None, eval_results=results or None)
 
 
@@ -148,45 +146,45 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def training_summary(run: dict) -> dict:
     """Steps done, processes, global batch, rows and (about) tokens seen, from the run's own records."""
-    t, data = run["recipe"]["training"], run["recipe"]["data"]
+    t, data = run["recipe"].training, run["recipe"].data
     processes = run.get("budget", {}).get("processes") or (run["results"].get("training") or {}).get("processes", 1)
-    global_batch = t["per_device_train_batch_size"] * t["gradient_accumulation_steps"] * processes
+    rows_per_step = global_batch(t, processes)
     last = next((m for m in reversed(run["metrics"]) if "step" in m), {})
-    steps = last.get("step", t["max_steps"] if t["max_steps"] > 0 else None)
+    steps = last.get("step", t.max_steps if t.max_steps > 0 else None)
     train_tokens = (run["datasheet"].get("tokens") or {}).get("train") or {}
     tokens = None
     if last.get("epoch") is not None and train_tokens:  # epochs done x the mixture's train tokens
         tokens = round(last["epoch"] * (train_tokens.get("input", 0) + train_tokens.get("target", 0)))
-    return {"processes": processes, "global_batch": global_batch, "steps": steps,
-            "rows": steps * global_batch if steps else None, "tokens": tokens, "max_length": data["max_length"]}
+    return {"processes": processes, "global_batch": rows_per_step, "steps": steps,
+            "rows": steps * rows_per_step if steps else None, "tokens": tokens, "max_length": data.max_length}
 
 
 def _training_lines(run: dict, merged: bool) -> list[str]:
     recipe = run["recipe"]
-    lora, data, t, model = recipe["lora"], recipe["data"], recipe["training"], recipe["model"]
+    lora, data, t, model = recipe.lora, recipe.data, recipe.training, recipe.model
     s = training_summary(run)
-    method = (f"LoRA (r={lora['r']}, alpha={lora['lora_alpha']}, dropout={lora['lora_dropout']}, modules "
-              f"{', '.join(lora['target_modules'])}"
-              + (f"; trained in full: {', '.join(lora['modules_to_save'])}" if lora.get("modules_to_save") else "")
-              + ")" + (", merged into the base model" if merged else "")) if lora["enabled"] else "full fine-tuning"
-    row_kind = "packed rows" if data["packing"] else "rows (one sample each, padded)"
+    method = (f"LoRA (r={lora.r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout}, modules "
+              f"{', '.join(lora.target_modules)}"
+              + (f"; trained in full: {', '.join(lora.modules_to_save)}" if lora.modules_to_save else "")
+              + ")" + (", merged into the base model" if merged else "")) if lora.enabled else "full fine-tuning"
+    row_kind = "packed rows" if data.packing else "rows (one sample each, padded)"
     rows = [
         ["method", method],
-        ["loss", f"target tokens only, {t['loss_type']}"],
-        ["sequence length", f"{data['max_length']}" + (" (packed, segment-isolated)" if data["packing"] else "")],
-        ["global batch", f"{s['global_batch']} {row_kind} = {t['per_device_train_batch_size']} per device x "
-                         f"{t['gradient_accumulation_steps']} accumulation x {s['processes']} process(es)"],
-        ["steps", s["steps"] if s["steps"] is not None else f"{t['num_train_epochs']} epochs"],
+        ["loss", f"target tokens only, {t.loss_type}"],
+        ["sequence length", f"{data.max_length}" + (" (packed, segment-isolated)" if data.packing else "")],
+        ["global batch", f"{s['global_batch']} {row_kind} = {t.per_device_train_batch_size} per device x "
+                         f"{t.gradient_accumulation_steps} accumulation x {s['processes']} process(es)"],
+        ["steps", s["steps"] if s["steps"] is not None else f"{t.num_train_epochs} epochs"],
         *([["planned", f"{b['tokens_per_step']:,} tokens per step, {b['epochs_over_mixture']:.2f} epochs over the "
                        "mixture"]] if (b := run.get("budget")) else []),
         ["rows seen", f"{s['rows']:,}" if s["rows"] else "–"],
         ["tokens seen", f"about {s['tokens']:,} (epochs done x the mixture's train tokens)" if s["tokens"] else "–"],
-        ["optimizer", f"AdamW betas ({t['adam_beta1']}, {t['adam_beta2']}), eps {t['adam_epsilon']}, "
-                      f"weight decay {t['weight_decay']}, clipping {t['max_grad_norm']}"],
-        ["learning rate", f"{t['learning_rate']} {t['lr_scheduler_type']}, warm-up {t['warmup_steps']}"],
-        ["dropout", ", ".join(f"{k} {'as in the checkpoint' if model.get(f'{k}_dropout') is None else model[f'{k}_dropout']}"
+        ["optimizer", f"AdamW betas ({t.adam_beta1}, {t.adam_beta2}), eps {t.adam_epsilon}, "
+                      f"weight decay {t.weight_decay}, clipping {t.max_grad_norm}"],
+        ["learning rate", f"{t.learning_rate} {t.lr_scheduler_type}, warm-up {t.warmup_steps}"],
+        ["dropout", ", ".join(f"{k} {'as in the checkpoint' if getattr(model, f'{k}_dropout') is None else getattr(model, f'{k}_dropout')}"
                               for k in ("hidden", "attention"))],
-        ["seed", t["seed"]],
+        ["seed", t.seed],
     ]
     lines = ["## Training", "", *_table(["setting", "value"], rows)]
     names = published_names(base_model_of(recipe))
@@ -199,7 +197,7 @@ def _training_lines(run: dict, merged: bool) -> list[str]:
 
 def _data_lines(sheet: dict, data: dict) -> list[str]:
     lines = ["## Training data", "",
-             f"The mixture `{sheet.get('name', data['mixture'])}` (fingerprint `{sheet.get('fingerprint', '?')}`); "
+             f"The mixture `{sheet.get('name', data.mixture)}` (fingerprint `{sheet.get('fingerprint', '?')}`); "
              "its datasheet is `datasheet.json` beside this card.", ""]
     if sheet.get("by_language"):
         lines += _table(["language", "train rows", "share"],
@@ -270,14 +268,14 @@ def model_card(run_dir: str | Path, repo_id: str | None = None, merged: bool = F
 
     run = read_run(run_dir)
     recipe, sheet = run["recipe"], run["datasheet"]
-    base = base_model_of(recipe) or ("a tiny random BLOOM (demo)" if recipe["model"].get("tiny") is not None
-                                     else recipe["model"]["name_or_path"])
-    lora = recipe["lora"]["enabled"]
+    base = base_model_of(recipe) or ("a tiny random BLOOM (demo)" if recipe.model.tiny is not None
+                                     else recipe.model.name_or_path)
+    lora = recipe.lora.enabled
     kind = "full fine-tune" if not lora else ("LoRA, merged into the base model" if merged else "LoRA adapter")
     lines = [f"# {repo_id.split('/')[-1] if repo_id else run['name']}", "",
              f"A BLOOMZ-style multitask fine-tune ({kind}) of **{base}**, made with bloomz_tune: the mixture "
              "below, BLOOMZ's per-sample target loss, and zero-shot evaluation on held-out tasks.", ""]
-    lines += _training_lines(run, merged) + [""] + _data_lines(sheet, recipe["data"]) + [""]
+    lines += _training_lines(run, merged) + [""] + _data_lines(sheet, recipe.data) + [""]
     lines += _results_lines(run) + [""] + _use_lines(repo_id or "REPO_ID", lora and not merged) + [""]
     lines += LIMITS
     if base_model_of(recipe) is None and lora and not merged:

@@ -95,7 +95,7 @@ def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:
     """
     run_dir, output = Path(run_dir), Path(output).expanduser()
     run = read_run(run_dir)
-    if not run["recipe"]["lora"]["enabled"]:
+    if not run["recipe"].lora.enabled:
         raise BloomzTuneError(f"{run_dir} is a full fine-tune: {run_dir / 'final'} is already a whole model")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise BloomzTuneError(f"--output {output} already exists and is not empty; give a new folder")

@@ -278,7 +278,7 @@ def _stable_int(*parts) -> int:
 
 
 def _row_hash(language: str, inputs: str, targets: str) -> int:
-    digest = hashlib.blake2b(f"{language}\x00{inputs}\x00{targets}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{language}\x00{inputs}\x00{targets}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

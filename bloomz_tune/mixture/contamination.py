@@ -53,14 +53,6 @@ from bloomz_tune.tasks.table import TASKS, resolve_tasks, task_data_dirs
 
 NGRAM = 13
 # The fields of a raw evaluation row (eval_data's Hub schema) that make up its text, per task kind.
-TEXT_COLUMNS = {
-    "nli3": ("premise", "hypothesis"),
-    "nli2": ("premise", "hypothesis"),
-    "copa": ("premise", "choice1", "choice2"),
-    "story": ("input_sentence_1", "input_sentence_2", "input_sentence_3", "input_sentence_4", "sentence_quiz1",
-              "sentence_quiz2"),
-    "winograd": ("sentence", "option1", "option2"),
-}
 # One regex pass: a Chinese or Japanese character gets spaces around it; punctuation, symbols and Unicode spaces
 # become ASCII spaces (so that the faster ASCII whitespace split then finds every token).
 SPLIT_PATTERN = (r"([\p{Han}\p{Hiragana}\p{Katakana}])|[\p{P}\p{S}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}"
@@ -241,7 +233,7 @@ def load_eval_sets(tasks, languages=None, data_dirs: dict | None = None, split: 
         folder = dirs.get(task)
         if folder is None and spec.path is None:
             raise BloomzTuneError(f"{spec.title} needs a local data folder. " + spec.manual.format(name=task))
-        columns = TEXT_COLUMNS[spec.kind]
+        columns = spec.task_kind.text_columns
         for language in langs:
             texts = []
             try:

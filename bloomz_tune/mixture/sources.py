@@ -201,7 +201,7 @@ def _check_columns(src: SourceSpec, file: Path, rows, needed) -> None:
                               f"`format: {src.format}` file: {LAYOUTS[src.format]})")
 
 
-DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet")
+LOADER_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet")  # the files datasets' local loaders read
 
 
 def local_file_problem(kwargs: dict) -> str | None:
@@ -218,7 +218,7 @@ def local_file_problem(kwargs: dict) -> str | None:
         files = sorted({f for pattern in patterns for f in root.glob(pattern) if f.is_file()}) if not any(
             Path(p).is_absolute() for p in patterns) else sorted(Path(p) for p in patterns if Path(p).is_file())
     elif base.is_dir():
-        files = sorted(f for f in base.rglob("*") if f.suffix in DATA_SUFFIXES and f.is_file())
+        files = sorted(f for f in base.rglob("*") if f.suffix in LOADER_SUFFIXES and f.is_file())
     else:
         return None
     for path in files:

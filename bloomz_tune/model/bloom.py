@@ -47,7 +47,6 @@ What was patched is kept in one place: a ``BloomPatch`` at ``backbone._bloomz_pa
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,9 +56,9 @@ import torch.nn.functional as F
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.model.loss import target_mask
 from bloomz_tune.recipe import ATTENTIONS
+from bloomz_tune.seam import alibi_slopes, cache_keyword, install_forward
 
 __all__ = ["ATTENTIONS", "patch_bloom", "attention_of", "causal_lm", "enable_selected_logits"]
-
 
 
 @dataclass
@@ -89,12 +88,6 @@ def _patch_of(lm) -> BloomPatch | None:
 
 
 # ---- segment-isolated ALiBi --------------------------------------------------------------------------------------
-
-def alibi_slopes(num_heads: int, device=None) -> torch.Tensor:
-    """BLOOM's per-head ALiBi slopes (fp32), from transformers so they never drift from the model's own."""
-    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
-
-    return _get_alibi_slopes(num_heads, device or torch.device("cpu"))
 
 
 def segments_and_positions(attention_mask: torch.Tensor | None, segment_ids: torch.Tensor | None,
@@ -237,17 +230,18 @@ def _attention_forward(self, hidden_states, residual, alibi, attention_mask, lay
     return output, None
 
 
-def _backbone_forward(self, input_ids=None, past_key_values=None, attention_mask=None, inputs_embeds=None,
+def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_embeds=None,
                       use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                      segment_ids=None, **kwargs):
+                      segment_ids=None, past_key_values=None, **kwargs):
     """BloomModel.forward building one PackedMask for all layers; no KV cache (training and scoring)."""
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
     patch = self._bloomz_patch
-    if past_key_values is not None or use_cache or output_attentions:
+    cache = cache if cache is not None else past_key_values  # either name (seam.cache_keyword)
+    if cache is not None or use_cache or output_attentions:
         if segment_ids is not None:
             raise BloomzTuneError("segment_ids cannot be combined with a KV cache or output_attentions")
-        return patch.backbone_forward(input_ids=input_ids, past_key_values=past_key_values,
+        return patch.backbone_forward(input_ids=input_ids, **{cache_keyword(patch.backbone_forward): cache},
                                       attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                       use_cache=use_cache, output_attentions=output_attentions,
                                       output_hidden_states=output_hidden_states, return_dict=return_dict, **kwargs)
@@ -335,7 +329,7 @@ def enable_selected_logits(model):
     if _patch_of(lm) is None:
         backbone = getattr(lm, lm.base_model_prefix)
         backbone._bloomz_patch = BloomPatch("stock", lm_forward=lm.forward, backbone_forward=backbone.forward)
-        lm.forward = types.MethodType(_lm_forward, lm)
+        install_forward(lm, _lm_forward)
     return model
 
 
@@ -361,13 +355,16 @@ def patch_bloom(model, attention: str = "sdpa"):
     enable_selected_logits(model)
     patch = backbone._bloomz_patch
     stock = attention == "stock"
-    backbone.forward = patch.backbone_forward if stock else types.MethodType(_backbone_forward, backbone)
+    if stock:
+        backbone.forward = patch.backbone_forward
+    else:
+        install_forward(backbone, _backbone_forward)
     for module in backbone.modules():
         if isinstance(module, BloomAttention):
             if stock:
                 module.__dict__.pop("forward", None)
             else:
-                module.forward = types.MethodType(_attention_forward, module)
+                install_forward(module, _attention_forward)
     patch.attention = attention
     return model
 

@@ -17,6 +17,7 @@ import torch
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.model.bloom import causal_lm
 from bloomz_tune.recipe import DTYPE_CHOICES
+from bloomz_tune.seam import peft_model
 from bloomz_tune.tokens.tokenizing import load_tokenizer
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -62,11 +63,11 @@ def load_model(name_or_path: str, dtype: str = "auto", revision: str | None = No
 def apply_lora(model, r: int, lora_alpha: int, lora_dropout: float, target_modules: list[str],
                bias: str = "none", modules_to_save: list[str] | None = None):
     """Wrap ``model`` in a peft LoRA model; only the adapter weights (and ``modules_to_save``) stay trainable."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(target_modules),
                         bias=bias, modules_to_save=list(modules_to_save or []) or None, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    return peft_model(model, config)
 
 
 def load_for_eval(name_or_path: str, dtype: str = "auto", device: str | None = None, revision: str | None = None,

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Callable, Iterator
 
 from bloomz_tune.errors import BloomzTuneError
 
@@ -47,7 +47,7 @@ SUPERGLUE_LABELS = {"cb": {"entailment": 0, "contradiction": 1, "neutral": 2},
                     "rte": {"entailment": 0, "not_entailment": 1}}
 # How each release names the split we evaluate.
 RELEASE_SPLIT = {"validation": ("val", "dev"), "eval": ("eval",), "test": ("test",)}
-DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+SNAPSHOT_SUFFIXES = (".parquet", ".jsonl", ".json")  # a Hub snapshot split's data files
 
 
 # ---- readers: one file -> located rows -------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def _snapshot_files(folder: Path, spec, language: str) -> list[Path]:
     for path in _glob(folder, "**/*"):
         rel = path.relative_to(folder)
         stem = path.name.split(".")[0]
-        if path.suffix in DATA_SUFFIXES and (stem == split or stem.startswith(split + "-")) \
+        if path.suffix in SNAPSHOT_SUFFIXES and (stem == split or stem.startswith(split + "-")) \
                 and (config is None or config in rel.parts[:-1]):
             found.append(path)
     return found

@@ -11,10 +11,8 @@ folder holding the authors' release files or a snapshot of the Hub repository (`
 and detects them). StoryCloze is not freely downloadable: it needs a local folder (``--data-dir
 storycloze=DIR``) holding the 2016 validation CSV from the StoryCloze website or the same rows as parquet/JSON.
 
-Prompts are ours: at least five per dataset, English, applied to every language unless a language has its own
-list in ``PROMPTS[kind][language]``. A prompt is a ``str.format`` template over the normalised fields of a row
-(see ``normalize_row``) and the choice texts (templates as well); the answer is the index of the right choice.
-Rendered prompts never end in whitespace: the scorer puts a single space before each choice, as BLOOMZ did.
+What each kind of task means (its columns, prompts, row normalisation, contamination text, card name) is in
+``kinds``; this table names the datasets and says which kind each is.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.tasks.kinds import KINDS, Prompt, TaskKind
 from bloomz_tune.tasks.releases import hub_rows, local_rows
 
 
@@ -33,12 +32,11 @@ class TaskSpec:
 
     name: str  # the key users type: --tasks xnli
     title: str  # as papers print it
-    kind: str  # which prompt family applies: nli3, nli2, copa, story, winograd
+    kind: str  # its kind (``kinds.KINDS``): nli3, nli2, copa, story, winograd
     path: str | None  # Hub id; None when only a manual folder works
     split: str
     configs: dict[str, str | None]  # language -> dataset config name (None: the default config)
     default_languages: tuple[str, ...]
-    columns: tuple[str, ...]  # the columns normalize_row reads
     manual: str | None = None  # how to get the data when it is not on the Hub
     label_map: dict = field(default_factory=dict)  # dataset label -> canonical answer index
     aliases: tuple[str, ...] = ()  # other Hub ids / folder names of the same data; "id:config" for one config
@@ -48,45 +46,48 @@ class TaskSpec:
     def languages(self) -> tuple[str, ...]:
         return tuple(self.configs)
 
+    @property
+    def task_kind(self) -> TaskKind:
+        return KINDS[self.kind]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns its rows must carry (its kind's)."""
+        return KINDS[self.kind].columns
+
 
 XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 XCOPA_LANGS = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
 XSTORY_LANGS = ("ar", "en", "es", "eu", "hi", "id", "my", "ru", "sw", "te", "zh")
 XWINO_LANGS = ("en", "fr", "jp", "pt", "ru", "zh")
-NLI_COLUMNS = ("premise", "hypothesis", "label")
-COPA_COLUMNS = ("premise", "choice1", "choice2", "question", "label")
-STORY_COLUMNS = ("input_sentence_1", "input_sentence_2", "input_sentence_3", "input_sentence_4",
-                 "sentence_quiz1", "sentence_quiz2", "answer_right_ending")
-WINO_COLUMNS = ("sentence", "option1", "option2", "answer")
 STORY_MANUAL = ("StoryCloze is distributed by its authors on request (https://cs.rochester.edu/nlp/rocstories/): "
                 "put the files in a folder and pass --data-dir {name}=FOLDER")
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     # XNLI labels: 0 entailment, 1 neutral, 2 contradiction (canonical order).
     TaskSpec("xnli", "XNLI", "nli3", "facebook/xnli", "validation", {lang: lang for lang in XNLI_LANGS},
-             XNLI_LANGS, NLI_COLUMNS),
+             XNLI_LANGS),
     TaskSpec("xcopa", "XCOPA", "copa", "cambridgeltl/xcopa", "validation", {lang: lang for lang in XCOPA_LANGS},
-             XCOPA_LANGS, COPA_COLUMNS),
+             XCOPA_LANGS),
     # The paper's 10 XStoryCloze languages leave English out (it is StoryCloze); ask for it with --languages en.
     TaskSpec("xstorycloze", "XStoryCloze", "story", "juletxara/xstory_cloze", "eval",
-             {lang: lang for lang in XSTORY_LANGS}, tuple(x for x in XSTORY_LANGS if x != "en"), STORY_COLUMNS,
+             {lang: lang for lang in XSTORY_LANGS}, tuple(x for x in XSTORY_LANGS if x != "en"),
              manual=STORY_MANUAL),
     TaskSpec("xwinograd", "XWinograd", "winograd", "Muennighoff/xwinograd", "test",
-             {lang: lang for lang in XWINO_LANGS}, XWINO_LANGS, WINO_COLUMNS),
+             {lang: lang for lang in XWINO_LANGS}, XWINO_LANGS),
     # ANLI's three rounds are three datasets in the paper's tables; --tasks anli runs all three.
-    *[TaskSpec(f"anli_r{r}", f"ANLI R{r}", "nli3", "facebook/anli", f"dev_r{r}", {"en": None}, ("en",),
-               NLI_COLUMNS) for r in (1, 2, 3)],
+    *[TaskSpec(f"anli_r{r}", f"ANLI R{r}", "nli3", "facebook/anli", f"dev_r{r}", {"en": None}, ("en",)) for r in (1, 2, 3)],
     # SuperGLUE CB labels: 0 entailment, 1 contradiction, 2 neutral.
-    TaskSpec("cb", "CB", "nli3", "aps/super_glue", "validation", {"en": "cb"}, ("en",), NLI_COLUMNS,
+    TaskSpec("cb", "CB", "nli3", "aps/super_glue", "validation", {"en": "cb"}, ("en",),
              label_map={0: 0, 1: 2, 2: 1}, aliases=("super_glue",), shared_repo=True),
     # SuperGLUE's RTE is GLUE's RTE.
-    TaskSpec("rte", "RTE", "nli2", "aps/super_glue", "validation", {"en": "rte"}, ("en",), NLI_COLUMNS,
+    TaskSpec("rte", "RTE", "nli2", "aps/super_glue", "validation", {"en": "rte"}, ("en",),
              aliases=("super_glue", "nyu-mll/glue:rte", "glue:rte"), shared_repo=True),
-    TaskSpec("copa", "COPA", "copa", "aps/super_glue", "validation", {"en": "copa"}, ("en",), COPA_COLUMNS,
+    TaskSpec("copa", "COPA", "copa", "aps/super_glue", "validation", {"en": "copa"}, ("en",),
              aliases=("super_glue",), shared_repo=True),
     TaskSpec("winogrande", "WinoGrande", "winograd", "allenai/winogrande", "validation", {"en": "winogrande_xl"},
-             ("en",), WINO_COLUMNS),
-    TaskSpec("storycloze", "StoryCloze", "story", None, "validation", {"en": "2016"}, ("en",), STORY_COLUMNS,
+             ("en",)),
+    TaskSpec("storycloze", "StoryCloze", "story", None, "validation", {"en": "2016"}, ("en",),
              manual=STORY_MANUAL, aliases=("LSDSem/story_cloze",)),
 ]}
 
@@ -94,7 +95,6 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
 MULTILINGUAL_TASKS = ("xnli", "xcopa", "xstorycloze", "xwinograd")
 # Names that stand for several tasks.
 TASK_GROUPS = {"all": tuple(TASKS), "anli": ("anli_r1", "anli_r2", "anli_r3")}
-
 
 
 def held_out_task(path: str, config: str | None = None, dataset: str | None = None) -> TaskSpec | None:
@@ -140,140 +140,10 @@ def _held_out_refs(task: TaskSpec) -> list[tuple[str, frozenset[str] | None]]:
     return refs
 
 
-def _answer_index(value, n: int) -> int | None:
-    """A 0-based label, or a 1-based "1"/"2" answer string, -> index; None when unlabelled or out of range."""
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.isdigit():
-            return None
-        value = int(value) - 1
-    if value is None or not 0 <= int(value) < n:
-        return None
-    return int(value)
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[1:2].islower() or len(text) == 1 else text
-
-
-def normalize_row(kind: str, row: dict, label_map: dict | None = None) -> dict | None:
-    """A dataset row -> the fields prompts use plus ``label`` (canonical index); None for an unlabelled row.
-
-    nli3: premise, hypothesis; label 0 entailment, 1 neutral, 2 contradiction.
-    nli2: premise, hypothesis; label 0 entailment, 1 not entailment.
-    copa: premise, premise_open (final period dropped), choice1, choice2 and their lower-cased-first forms
-          choice1_lc, choice2_lc, question ("cause"/"effect"), connective ("because"/"so"), asks (a question).
-    story: story (the four sentences), ending1, ending2.
-    winograd: sentence (with its "_" blank), option1, option2.
-    """
-    label_map = label_map or {}
-    if kind in ("nli3", "nli2"):
-        label = row["label"]
-        label = label_map.get(label, label)
-        label = _answer_index(label, 3 if kind == "nli3" else 2)
-        fields = {"premise": row["premise"].strip(), "hypothesis": row["hypothesis"].strip()}
-    elif kind == "copa":
-        label = _answer_index(row["label"], 2)
-        premise = row["premise"].strip()
-        cause = row["question"].strip() == "cause"
-        fields = {
-            "premise": premise, "premise_open": premise[:-1] if premise[-1:] in ".。" else premise,
-            "choice1": row["choice1"].strip(), "choice2": row["choice2"].strip(),
-            "choice1_lc": _lower_first(row["choice1"].strip()), "choice2_lc": _lower_first(row["choice2"].strip()),
-            "question": "cause" if cause else "effect", "connective": "because" if cause else "so",
-            "asks": "What was the cause of this?" if cause else "What happened as a result?",
-        }
-    elif kind == "story":
-        label = _answer_index(str(row["answer_right_ending"]), 2)
-        story = ""
-        for i in range(1, 5):  # no space after a full-width stop (Chinese, Japanese)
-            sentence = row[f"input_sentence_{i}"].strip()
-            story += sentence if not story or story[-1] in "。！？" else " " + sentence
-        fields = {"story": story, "ending1": row["sentence_quiz1"].strip(), "ending2": row["sentence_quiz2"].strip()}
-    elif kind == "winograd":
-        label = _answer_index(str(row["answer"]), 2)
-        fields = {"sentence": row["sentence"].strip(), "option1": row["option1"].strip(),
-                  "option2": row["option2"].strip()}
-    else:
-        raise ValueError(f"unknown task kind {kind!r}")
-    if label is None:
-        return None
-    fields["label"] = label
-    return fields
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A prompt: ``template`` and each of ``choices`` are ``str.format`` templates over a normalised row."""
-
-    name: str
-    template: str
-    choices: tuple[str, ...]
-
-    def render(self, fields: dict) -> dict:
-        """-> {prompt, choices, label}: the example that ``rank_classify`` scores."""
-        return {"prompt": self.template.format(**fields).rstrip(),
-                "choices": [c.format(**fields).strip() for c in self.choices], "label": fields["label"]}
-
-
-_NLI = [
-    ("support", "Premise: {premise}\nHypothesis: {hypothesis}\nDoes the premise support the hypothesis? "
-                "Answer yes, maybe or no.", ("yes", "maybe", "no"), ("yes", "no")),
-    ("true_false", "{premise}\nJudging only from the text above, is this statement true, false, or impossible to "
-                   "tell? {hypothesis}", ("True", "Impossible to tell", "False"), ("True", "False")),
-    ("claim", "Read the passage, then judge the claim.\nPassage: {premise}\nClaim: {hypothesis}\nThe claim is",
-     ("correct", "undetermined", "incorrect"), ("correct", "incorrect")),
-    ("suppose", "Suppose this is true: \"{premise}\" Is the following then also true: \"{hypothesis}\"?",
-     ("Yes", "Perhaps", "No"), ("Yes", "No")),
-    ("relation", "Sentence A: {premise}\nSentence B: {hypothesis}\nThe relation of B to A is",
-     ("entailment", "neutral", "contradiction"), ("entailment", "not entailment")),
-    ("follows", "{premise}\nQuestion: does it follow that \"{hypothesis}\"?", ("It does", "Cannot say", "It does not"),
-     ("It does", "It does not")),
-]
-
-PROMPTS: dict[str, dict[str, list[Prompt]]] = {
-    "nli3": {"en": [Prompt(name, text, three) for name, text, three, _ in _NLI]},
-    "nli2": {"en": [Prompt(name, text, two) for name, text, _, two in _NLI]},
-    "copa": {"en": [
-        Prompt("connective", "{premise_open} {connective}", ("{choice1_lc}", "{choice2_lc}")),
-        Prompt("likelier", "Premise: {premise}\nWhich is the more likely {question}?\nOption 1: {choice1}\n"
-                           "Option 2: {choice2}\nAnswer:", ("{choice1}", "{choice2}")),
-        Prompt("asks_list", "{premise} {asks}\n- {choice1}\n- {choice2}", ("{choice1}", "{choice2}")),
-        Prompt("letters", "Situation: {premise}\nPick the more plausible {question} of this situation.\n"
-                          "A: {choice1}\nB: {choice2}\nThe more plausible one is", ("A", "B")),
-        Prompt("quoted", "\"{premise}\" Which of these is the likelier {question}: \"{choice1}\" or "
-                         "\"{choice2}\"?", ("{choice1}", "{choice2}")),
-    ]},
-    "story": {"en": [
-        Prompt("continue", "{story}", ("{ending1}", "{ending2}")),
-        Prompt("sensible_end", "Story: {story}\nWhat is the most sensible way for this story to end?\n"
-                               "- {ending1}\n- {ending2}\nEnding:", ("{ending1}", "{ending2}")),
-        Prompt("finishes", "{story}\nWhich sentence finishes the story best: \"{ending1}\" or \"{ending2}\"?",
-               ("{ending1}", "{ending2}")),
-        Prompt("numbered", "Here is the beginning of a short story: {story}\nIt goes on with one of these "
-                           "sentences.\n1. {ending1}\n2. {ending2}\nThe right one is number", ("1", "2")),
-        Prompt("last_sentence", "Read four sentences of a story and choose its last sentence.\n{story}\n"
-                                "Option 1: {ending1}\nOption 2: {ending2}\nLast sentence:",
-               ("{ending1}", "{ending2}")),
-    ]},
-    "winograd": {"en": [
-        Prompt("stands_for", "{sentence}\nIn the sentence above, what does the _ stand for?\n- {option1}\n"
-                             "- {option2}", ("{option1}", "{option2}")),
-        Prompt("fill_blank", "Fill in the blank: {sentence}\nOption 1: {option1}\nOption 2: {option2}\n"
-                             "The blank is", ("{option1}", "{option2}")),
-        Prompt("makes_sense", "{sentence}\nThe _ could be \"{option1}\" or \"{option2}\". Which one makes sense?",
-               ("{option1}", "{option2}")),
-        Prompt("underscore", "Sentence: {sentence}\nWhich belongs where the underscore is, {option1} or "
-                             "{option2}?\nAnswer:", ("{option1}", "{option2}")),
-        Prompt("refers", "In \"{sentence}\", the _ most likely refers to", ("{option1}", "{option2}")),
-    ]},
-}
-
-
 def prompts_for(task: str, language: str, k: int | None = None) -> list[Prompt]:
     """The first ``k`` prompts of ``task`` for ``language`` (its own list if it has one, else English)."""
     spec = TASKS[task]
-    family = PROMPTS[spec.kind]
+    family = KINDS[spec.kind].prompts
     prompts = family.get(language, family["en"])
     if k is not None:
         if k < 1 or k > len(prompts):
@@ -385,7 +255,7 @@ def load_task_rows(task: str, language: str, data_dir: str | None = None, limit:
             raise BloomzTuneError(f"{at} ({spec.title} {language}, split {spec.split!r}) lacks column(s) "
                                   f"{', '.join(missing)}; it has: {', '.join(raw)}")
         try:
-            row = normalize_row(spec.kind, raw, spec.label_map)
+            row = spec.task_kind.normalize(raw, spec.label_map)
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise BloomzTuneError(f"{at}: not a valid {spec.title} row ({type(err).__name__}: {err})") from err
         if row is None:

@@ -21,7 +21,8 @@ from bloomz_tune.training.rundir import RunDir
 
 
 def global_batch(training, processes: int) -> int:
-    """Rows per optimizer step over all processes."""
+    """Rows per optimizer step over all processes: rows per device x accumulation x processes. ``training`` is the
+    recipe's training section or transformers' TrainingArguments (the same field names)."""
     return training.per_device_train_batch_size * training.gradient_accumulation_steps * processes
 
 

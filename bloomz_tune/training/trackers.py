@@ -11,22 +11,18 @@ from __future__ import annotations
 from transformers import TrainerCallback
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.seam import reporting_integrations
 
 
 def check_trackers(report_to: list[str]) -> None:
     """Raise BloomzTuneError naming ``training.report_to``'s first unknown or not installed tracker."""
-    from transformers.integrations.integration_utils import (
-        INTEGRATION_TO_CALLBACK,
-        get_available_reporting_integrations,
-    )
-
-    installed = set(get_available_reporting_integrations())
+    known, installed = reporting_integrations()
     for name in report_to:
         if name in ("all", "none"):
             continue
-        if name not in INTEGRATION_TO_CALLBACK:
+        if name not in known:
             raise BloomzTuneError(f"training.report_to: unknown tracker {name!r}; transformers knows "
-                                  f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
+                                  f"{', '.join(sorted(known))}")
         if name not in installed:
             raise BloomzTuneError(f"training.report_to: {name} is known to transformers but its package is not "
                                   "installed here")

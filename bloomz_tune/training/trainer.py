@@ -2,7 +2,7 @@
 
 The loss of an optimizer step is the sum of per-item losses over every micro-batch of the step on every
 process, divided by the item count of the whole step (samples for ``sample_mean``, target tokens for
-``token_mean``). The Trainer counts items before the step (``_get_num_items_in_batch``), so gradient
+``token_mean``). The Trainer counts items before the step (``items_in_batch``), so gradient
 accumulation and data parallelism give exactly the loss of one big batch.
 """
 
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -20,12 +20,14 @@ from bloomz_tune.model.bloom import causal_lm
 from bloomz_tune.model.loading import bf16_supported, untie_trained_embedding
 from bloomz_tune.model.loss import batch_loss_sum, count_items
 from bloomz_tune.runtime import interactive
+from bloomz_tune.seam import TrainerSeam
 from bloomz_tune.tokens.batches import LengthGroupedSampler, length_column
+from bloomz_tune.training.budget import global_batch
 from bloomz_tune.training.rundir import mark_complete
 from bloomz_tune.training.throughput import ThroughputMeter
 
 
-class BloomzTrainer(Trainer):
+class BloomzTrainer(TrainerSeam):
     """Trainer whose loss is ``loss.batch_loss_sum`` normalised over the whole optimizer step."""
 
     loss_is_scaled_for_ga = True
@@ -44,13 +46,11 @@ class BloomzTrainer(Trainer):
         self.remove_callback(PrinterCallback)
         self.add_callback(LinePrinterCallback if self.args.disable_tqdm else LineProgressCallback)
 
-    def _save_checkpoint(self, model, trial):
-        """Save as transformers does, then mark the checkpoint complete once every process has written its part."""
-        super()._save_checkpoint(model, trial)
+    def checkpoint_saved(self, trial) -> None:
+        """Once every process has written its part of the checkpoint, mark it complete."""
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            mark_complete(folder, self.state.global_step)
+            mark_complete(Path(self.checkpoint_folder(trial)), self.state.global_step)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """As transformers saves, except a save asked for outside training (final/) under FSDP with sharded state
@@ -60,9 +60,9 @@ class BloomzTrainer(Trainer):
         if _internal_call or not self.is_fsdp_enabled or "FULL_STATE_DICT" in str(plugin.state_dict_type):
             return super().save_model(output_dir, _internal_call)
         state_dict = self.accelerator.get_state_dict(self.model)
-        self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+        self.save_weights(output_dir if output_dir is not None else self.args.output_dir, state_dict)
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+    def state_dict_to_save(self, state_dict: dict | None) -> dict | None:
         """Weights gathered from FSDP or DeepSpeed shards are copies: tied weights (BLOOM's head is its embedding)
         no longer share memory and save_pretrained would write both. Keep the first name of each shared parameter,
         as a one-process save does."""
@@ -71,27 +71,26 @@ class BloomzTrainer(Trainer):
             for name, _ in self.model.named_parameters(remove_duplicate=False):
                 if name not in kept:
                     state_dict.pop(name, None)
-        super()._save(output_dir, state_dict)
+        return state_dict
 
     def train(self, *args, **kwargs):
         self.meter.read()  # the first logged window starts with training, not when the trainer was built
         return super().train(*args, **kwargs)
 
-    def _get_train_sampler(self, train_dataset=None):
-        """Length grouping (unpacked rows) from the whole ``length`` column at once; see data.LengthGroupedSampler.
+    def train_sampler(self, dataset):
+        """Length grouping (unpacked rows) from the whole ``length`` column at once; see batches.LengthGroupedSampler.
 
         Grouped by the global batch (transformers groups by one process's share), so a step trains on the same
         rows however the global batch is split over processes and accumulation: 8 GPUs x 4 rows as 4 x 8.
         """
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
         if (self.args.train_sampling_strategy == "group_by_length"
                 and self.args.length_column_name in getattr(dataset, "column_names", ())):
             args = self.args
-            step_rows = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            step_rows = global_batch(args, args.world_size)
             return LengthGroupedSampler(length_column(dataset, args.length_column_name), step_rows)
-        return super()._get_train_sampler(train_dataset)
+        return None
 
-    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
+    def items_in_batch(self, batch_samples: list, device: torch.device):
         items = sum(count_items(b["labels"], b.get("segment_ids"), self.loss_type) for b in batch_samples)
         items = torch.tensor(items, device=device)
         if self.accelerator.num_processes > 1:
