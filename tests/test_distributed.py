@@ -23,6 +23,8 @@ from bloomz_tune.finetune import run
 from bloomz_tune.recipe import load_recipe
 from bloomz_tune.training.rundir import checkpoint_problem
 
+pytestmark = pytest.mark.slow  # minutes: multi-process or notebook runs (the fast lane skips them)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

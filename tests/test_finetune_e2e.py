@@ -25,6 +25,7 @@ def _losses(run_dir):
     return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
 
+@pytest.mark.slow
 def test_accelerate_launch_packed_lora_run(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [_accelerate(), "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
@@ -131,6 +132,7 @@ def test_console_command_is_installed_or_module_runs():
     assert done.returncode == 2 and "unknown command 'fly'" in done.stderr
 
 
+@pytest.mark.slow
 def test_recipe_eval_tasks_run_after_training(tmp_path):
     """eval.tasks runs the zero-shot evaluation at the end of training, from local dataset folders."""
     from bloomz_tune.finetune import run

@@ -34,6 +34,7 @@ def _requests():
     return [(ex["prompt"], c) for ex in EXAMPLES for c in ex["choices"]]
 
 
+@pytest.mark.slow
 def test_merged_and_adapter_give_identical_generations_and_scores(merged_run, tiny_model_dir):
     run, merged_dir = merged_run
     adapter, tokenizer = load_for_eval(str(run / "final"), dtype="float32", device="cpu")

@@ -4,7 +4,10 @@ checked once, in test_finetune_e2e.py)."""
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow  # minutes: multi-process or notebook runs (the fast lane skips them)
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
 

@@ -4,7 +4,10 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow  # minutes: multi-process or notebook runs (the fast lane skips them)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "reproduce_bloomz_560m.ipynb"

@@ -44,6 +44,7 @@ def _tree_digest(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_killed_mid_save_resumes_to_the_same_weights(tmp_path):
     """SIGKILL while checkpoint-8 is being written; resume skips it, starts from checkpoint-4, ends identical."""
     cache = tmp_path / "mixtures"
@@ -73,6 +74,7 @@ def test_killed_mid_save_resumes_to_the_same_weights(tmp_path):
     assert not (killed / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 def test_newest_truncated_checkpoint_is_skipped_with_a_message(tmp_path, capsys):
     cache = tmp_path / "mixtures"
     run_dir = tmp_path / "run"
@@ -89,6 +91,7 @@ def test_newest_truncated_checkpoint_is_skipped_with_a_message(tmp_path, capsys)
         _run(run_dir, cache, f"training.resume_from_checkpoint={tmp_path / 'nowhere'}")
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_same_directory_is_refused_and_the_first_finishes(tmp_path):
     cache = tmp_path / "mixtures"
     run_dir = tmp_path / "run"
