@@ -279,7 +279,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None, merged: bool = F
     lines += _results_lines(run) + [""] + _use_lines(repo_id or "REPO_ID", lora and not merged) + [""]
     lines += LIMITS
     if base_model_of(recipe) is None and lora and not merged:
-        lines.append(f"- The base model is a local folder ({recipe['model'].get('name_or_path') or 'the tiny demo'}"
+        lines.append(f"- The base model is a local folder ({recipe.model.name_or_path or 'the tiny demo'}"
                      "), not a Hub model: the adapter loads only where that folder exists.")
     lines += ["", "The full resolved recipe is `recipe.resolved.yaml` beside this card."]
     data = card_data(run, merged, repo_id.split("/")[-1] if repo_id else None)
