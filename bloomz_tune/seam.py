@@ -10,7 +10,8 @@ these were read from. When a new transformers version moves one of these, this f
 - ``TrainerSeam``: transformers' ``Trainer`` with its private hooks (``_save_checkpoint``, ``_save``,
   ``_get_output_dir``, ``_get_train_sampler``, ``_get_num_items_in_batch``) turned into public methods that
   ``training/trainer.py`` overrides.
-- ``cache_keyword``: BLOOM's forward takes its KV cache as ``cache`` from transformers 5.25 on (the old
+- ``cache_keyword`` and ``output_cache``: BLOOM's forward takes and returns its KV cache as ``cache`` from transformers
+  5.25 on (the old
   ``past_key_values`` warns there), as ``past_key_values`` before.
 - ``reporting_integrations``: the tracker names transformers knows and the installed ones
   (``integrations/integration_utils.py``).
@@ -46,6 +47,13 @@ def cache_keyword(forward) -> str:
     import inspect
 
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def output_cache(output):
+    """The KV cache a forward returned: ``output.cache`` (transformers 5.25; reading ``past_key_values`` logs a
+    deprecation there) or ``output.past_key_values`` (earlier 5.x)."""
+    cache = getattr(output, "cache", None) if "cache" in output else None
+    return cache if cache is not None else output["past_key_values"]
 
 
 def reporting_integrations() -> tuple[set[str], set[str]]:

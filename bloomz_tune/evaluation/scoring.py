@@ -31,7 +31,7 @@ from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.evaluation.report import aggregate, write_results
 from bloomz_tune.model.bloom import causal_lm, enable_selected_logits
 from bloomz_tune.runtime import is_main_process, print0
-from bloomz_tune.seam import cache_keyword
+from bloomz_tune.seam import cache_keyword, output_cache
 from bloomz_tune.tasks.table import load_task_rows, prompts_for, resolve_tasks, task_data_dirs
 from bloomz_tune.tokens.tokenizing import target_text
 
@@ -162,7 +162,7 @@ def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
         for k in range(0, len(longer), step):
             chunk = longer[k:k + step]
             last = k + step >= len(longer)  # the last chunk may consume the cache
-            for i, s in zip([i for _, i in chunk], _score_on_cache(backbone, head, out.past_key_values, ctx_mask,
+            for i, s in zip([i for _, i in chunk], _score_on_cache(backbone, head, output_cache(out), ctx_mask,
                                                                     chunk, encoded, pad, device, keep=not last)):
                 scores[i] += s
         bar.update(len(members))
