@@ -310,6 +310,9 @@ def run_job(job: dict, args, deadline: float) -> None:
                 job.update(status="failed", reason=f"no readable result: {err}")
     if job["status"] in ("failed", "timeout"):
         job["error_tail"] = tail(log)
+        errors = [line.strip() for line in tail(log, 20000).splitlines() if "Error" in line]
+        if job["status"] == "failed" and not job.get("reason") and errors:
+            job["reason"] = errors[-1][:200]
 
 
 def read_tests(job, args) -> dict:
