@@ -15,6 +15,7 @@ difference; whether the chosen answers are identical. Needs the ``lm_eval`` extr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; the best is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
     import torch
@@ -126,6 +128,7 @@ def main() -> None:
     t_shared, shared = timed(run_ours(True), args.repeats)
     ref_choices = choices_from(ref, examples)
     print(f"{'scorer':<36}{'seconds':>9}{'requests/s':>12}{'vs lm_eval':>12}{'max |dlogp|':>13}{'same choices':>14}")
+    rows = {}
     for name, seconds, scores in [("lm_eval HFLM.loglikelihood", t_ref, ref),
                                   ("bloomz_tune, no prompt sharing", t_plain, plain),
                                   ("bloomz_tune (shared prompts)", t_shared, shared)]:
@@ -133,6 +136,13 @@ def main() -> None:
         same = choices_from(scores, examples) == ref_choices
         print(f"{name:<36}{seconds:>9.2f}{len(requests) / seconds:>12.1f}{t_ref / seconds:>11.2f}x"
               f"{diff:>13.1e}{str(same):>14}")
+        rows[name] = {"seconds": seconds, "requests_per_s": len(requests) / seconds, "vs_lm_eval": t_ref / seconds,
+                      "max_abs_dlogp": diff, "same_choices": same}
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "args": vars(args), "requests": len(requests), "examples": len(examples),
+            "distinct_prompts": len({c for c, _ in requests}), "vocab_size": model.config.vocab_size,
+            "parameters": sum(p.numel() for p in model.parameters()), "scorers": rows}, indent=2))
 
 
 def lm_tok(lm, requests):

@@ -155,8 +155,9 @@ def build_model(args, recipe):
                          hidden_dropout=recipe.model.hidden_dropout, attention_dropout=recipe.model.attention_dropout,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3)
     torch.manual_seed(args.seed)
-    model = BloomForCausalLM(config).to(dtype=resolve_dtype(recipe.model.dtype))
-    return model.to(args.device)
+    with torch.device(args.device):  # initialised where it trains: a 1b7 shape takes long to initialise on a CPU
+        model = BloomForCausalLM(config)
+    return model.to(dtype=resolve_dtype(recipe.model.dtype))
 
 
 def peft_config(recipe):
@@ -225,12 +226,14 @@ def timed_train(args, trainer, config) -> dict:
     base_memory, peak = memory_probe(args.device)
     trainer.train()
     # the data loader may collate one batch ahead: the timed steps used batches warmup .. warmup + steps - 1
-    for b in batches[args.warmup: args.warmup + args.steps]:
+    timed = batches[args.warmup: args.warmup + args.steps]
+    for b in timed:
         b = with_segments(b)
         meter.update(b, logit_tokens=int(target_mask(b["labels"], b.get("segment_ids")).sum()))
+    real_tokens = meter.real_tokens
     result = meter.read()
-    result.update(base_memory_gib=base_memory / 2**30, peak_memory_gib=peak() / 2**30,
-                  timed_batches=len(batches[args.warmup: args.warmup + args.steps]))
+    result.update(base_memory_gib=base_memory / 2**30, peak_memory_gib=peak() / 2**30, timed_batches=len(timed),
+                  real_tokens_per_step=real_tokens / max(len(timed), 1))
     return result
 
 
