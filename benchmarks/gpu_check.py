@@ -6,7 +6,8 @@ On the GPU machine (one H100 or H200 with torch, transformers, peft, accelerate 
 repository root, with the folder .whl/ carried (datasets, trl, lm_eval and the packages they need that the
 machine lacks; benchmarks/README.md says how to fill it):
 
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PYTHONPATH && python3 benchmarks/gpu_check.py --out $OUT/gpu
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl && export PYTHONPATH=/tmp/site:$PYTHONPATH && python3 benchmarks/gpu_check.py --out $OUT/gpu
 
 The same on a CPU, tiny shapes and one step (tests/test_gpu_check.py runs it, so it cannot rot between GPU runs):
 

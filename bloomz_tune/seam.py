@@ -3,8 +3,8 @@
 Read from transformers 5.25.0 and peft 0.21.2; pyproject.toml's upper bounds keep installs inside the majors
 these were read from. When a new transformers version moves one of these, this file is the one to read:
 
-- ``alibi_slopes``: transformers' private ``_get_alibi_slopes`` (``models/bloom/modeling_bloom.py``), so our
-  attention uses exactly the model's own slopes.
+- ``alibi_slopes``: read off ``build_alibi_tensor`` (``models/bloom/modeling_bloom.py``), so our attention uses
+  exactly the model's own slopes (tests/test_bloom.py compares them with the private ``_get_alibi_slopes``).
 - ``install_forward``: binds a replacement ``forward`` on one module instance (our BLOOM attention and heads,
   built in ``model/bloom.py``); the class and every other instance keep transformers' forward.
 - ``TrainerSeam``: transformers' ``Trainer`` with its private hooks (``_save_checkpoint``, ``_save``,
@@ -29,11 +29,15 @@ TRANSFORMERS_READ = "5.25.0"  # the version these internals were read from
 
 
 def alibi_slopes(num_heads: int, device=None):
-    """BLOOM's per-head ALiBi slopes (fp32), as transformers computes them for the model."""
-    import torch
-    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+    """BLOOM's per-head ALiBi slopes (fp32), as transformers computes them for the model.
 
-    return _get_alibi_slopes(num_heads, device or torch.device("cpu"))
+    Read off ``build_alibi_tensor`` (present in every transformers 5.x; the private ``_get_alibi_slopes`` is not
+    there before 5.2x): for two positions it gives slope x position, so position 1 is the slope itself."""
+    import torch
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    alibi = build_alibi_tensor(torch.ones(1, 2), num_heads, torch.float32)  # (heads, 1, 2): slope x (0, 1)
+    return alibi.reshape(num_heads, 2)[:, 1].to(device or torch.device("cpu"))
 
 
 def install_forward(module, forward) -> None:

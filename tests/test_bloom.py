@@ -429,3 +429,15 @@ def test_chunked_head_and_loss_keep_loss_and_gradients(tiny_model, tiny_tokenize
     assert kept_chunked == []
     assert torch.allclose(whole, chunked, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_whole, g_chunked))
+
+
+@pytest.mark.parametrize("heads", [1, 4, 12, 16, 32, 112])
+def test_alibi_slopes_equal_transformers_own(heads):
+    """seam.alibi_slopes reads the slopes off build_alibi_tensor; they equal the model's private slope function."""
+    from transformers.models.bloom import modeling_bloom
+
+    from bloomz_tune.seam import alibi_slopes
+
+    private = getattr(modeling_bloom, "_get_alibi_slopes", None)
+    assert private is not None, "transformers 5.25 has _get_alibi_slopes; the comparison needs it"
+    assert torch.equal(alibi_slopes(heads), private(heads, torch.device("cpu")))

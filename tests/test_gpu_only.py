@@ -9,10 +9,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
-from bloomz_tune.bloom import patch_bloom
-from bloomz_tune.loss import IGNORE_INDEX, batch_loss_sum, select_targets
 from test_bloom import _attention_sized_saved, _packed_batch, _samples_of
+
+from bloomz_tune.model.bloom import patch_bloom
+from bloomz_tune.model.loss import IGNORE_INDEX, batch_loss_sum, select_targets
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
