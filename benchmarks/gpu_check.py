@@ -109,6 +109,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not (args.out or args.list or args.download_wheels):
         p.error("--out is required")
+    if args.out is None:  # --list names the log files under a folder nothing is written to
+        args.out = "gpu_check_out"
     if args.budget is None:
         args.budget = 900.0 if args.smoke else 450.0
     return args
