@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -259,7 +260,16 @@ def run_ours(args, samples):
     if (args.warmup + args.steps) * args.rows > len(train_set):
         raise SystemExit(f"only {len(train_set)} packed rows; raise --samples")
     trainer = build_trainer(recipe, model, special_tokens_only(), train_set, collator, run_dir)
-    result = timed_train(args, trainer, recipe_config(model))
+    # No checkpoint inside the timed window, as for TRL (save_strategy "no"): transformers saves one when the last
+    # step ends, and for full fine-tuning that is the weights and Adam's state (6.7 GB at 560m, 20 GB at 1b7).
+    trainer.args.save_strategy = type(trainer.args.save_strategy)("no")
+    try:
+        result = timed_train(args, trainer, recipe_config(model))
+        saved = sorted(p.name for p in run_dir.rglob("checkpoint-*"))
+        if saved:  # a figure whose window held a save would measure the disk, not training
+            raise SystemExit(f"ours wrote {saved} during the timed steps; the figures would include the save")
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
     lengths = train_set["length"]
     result.update(dataset_packing_efficiency=sum(lengths) / (len(lengths) * args.max_length),
                   precision=precision_of(recipe))
