@@ -1,6 +1,7 @@
 """What each kind of held-out task means, in one object per kind: the columns its rows carry, how a row becomes
 the fields our prompts use, the prompts themselves, the text columns that contamination compares (and the key
-columns it matches whole, for examples too short for its n-grams), and the task name a model card gives it. Adding a kind of task is one ``TaskKind`` here.
+columns it matches whole, for examples too short for its n-grams), and the task name a model card gives it.
+Adding a kind of task is one ``TaskKind`` here.
 
 Kinds: ``nli3`` (premise, hypothesis; label 0 entailment, 1 neutral, 2 contradiction), ``nli2`` (label 0
 entailment, 1 not entailment), ``copa`` (premise, two choices, cause or effect), ``story`` (four sentences, two
