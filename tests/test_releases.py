@@ -4,12 +4,15 @@ data-gmt/ translations and CRLF lines, XStoryCloze's train files, archive folder
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import pytest
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.tasks.releases import XWINOGRAD_TSV_ROWS
 from bloomz_tune.tasks.table import TASKS, load_task_rows
+
+REPO = Path(__file__).resolve().parents[1]
 
 # (task, language, release): every release layout, with languages that sit beside others in the same folder
 LAYOUTS = [("xcopa", lang, "xcopa") for lang in ("zh", "id", "it", "qu")] + [
@@ -95,3 +98,54 @@ def test_a_folder_with_both_xwinograd_layouts_is_refused(tmp_path, releases):
     shutil.copy(releases["xwinograd_tsv"] / "dataset.tsv", folder / "dataset.tsv")
     with pytest.raises(BloomzTuneError, match=r"two candidate files for XWinograd fr .*data/fr/test.jsonl, dataset.tsv"):
         load_task_rows("xwinograd", "fr", str(folder))
+
+
+def test_every_release_and_archive_name_is_refused_in_a_training_mixture(tmp_path, releases):
+    """Each held-out task's folder and file names as its releases and archives ship them, and the release folders
+    of the ``releases`` fixture themselves, are refused as training sources; ``include_held_out`` accepts them."""
+    import yaml
+
+    from bloomz_tune.errors import ConfigError
+    from bloomz_tune.mixture.spec import load_mixture_spec
+    from bloomz_tune.tasks.table import release_names
+
+    template = str(REPO / "data_mixtures" / "templates" / "paws.yaml")
+    cases = []  # (task, source)
+    for task in TASKS.values():
+        names = release_names(task)
+        assert names, task.name
+        for name in sorted(names):
+            folder = tmp_path / "names" / str(len(cases))
+            if name.endswith((".zip", ".tsv", ".csv", ".jsonl")):  # a file: read through data_files
+                folder.mkdir(parents=True)
+                (folder / name).write_text("{}\n")
+                cases.append((task, {"path": "json", "data_files": str(folder / name)}))
+            else:  # a folder holding a training file
+                (folder / name).mkdir(parents=True)
+                (folder / name / "train.jsonl").write_text("{}\n")
+                cases.append((task, {"path": str(folder / name)}))
+    shipped = {"rte": releases["super_glue"] / "RTE", "cb": releases["super_glue"] / "CB",
+               "copa": releases["super_glue"] / "COPA", "xcopa": releases["xcopa"],
+               "xnli": releases["xnli"].parent / "XNLI-MT-1.0", "xwinograd": releases["xwinograd_tsv"],
+               "xstorycloze": releases["xstorycloze"], "winogrande": releases["winogrande"],
+               "anli_r1": releases["anli"], "storycloze": releases["storycloze"]}
+    cases += [(TASKS[name], {"path": str(folder)}) for name, folder in shipped.items()]
+    assert {"RTE", "CB", "COPA", "XNLI-1.0", "XNLI-MT-1.0", "xcopa-master", "xcopa-main"} <= {
+        Path(s.get("data_files") or s["path"]).name for _, s in cases}
+    sources = [{**src, "language": "en", "task": "nli", "template_file": template, "label": f"s{i}"}
+               for i, (_, src) in enumerate(cases)]
+    spec = tmp_path / "held_out.yaml"
+    spec.write_text(yaml.safe_dump({"name": "held_out", "sources": sources}), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_mixture_spec(spec)
+    for i, (task, src) in enumerate(cases):
+        problem = [p for p in err.value.problems if p.startswith(f"sources[{i}]: s{i} ")]
+        assert len(problem) == 1 and "held-out evaluation dataset" in problem[0], (task.name, src)
+    assert len(err.value.problems) == len(cases)
+    spec.write_text(yaml.safe_dump({"name": "held_out", "include_held_out": True, "sources": sources}))
+    assert len(load_mixture_spec(spec).sources) == len(cases)
+    control = tmp_path / "control" / "paws-x-main"  # a training dataset's archive: not held out
+    control.mkdir(parents=True)
+    (control / "train.jsonl").write_text("{}\n")
+    spec.write_text(yaml.safe_dump({"name": "ok", "sources": [{**sources[0], "path": str(control)}]}))
+    assert len(load_mixture_spec(spec).sources) == 1
