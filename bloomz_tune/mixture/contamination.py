@@ -17,6 +17,10 @@ dirty if it shares an N-gram with any training document) with lm-evaluation-harn
   character made a token of its own (those scripts put no spaces between words), then split on whitespace.
 - Its n-grams are all runs of n consecutive tokens. An example shorter than n tokens is one gram, its whole
   text: it counts as contaminated only when a training row holds all of it, in order.
+- The key rule, for short examples split by a prompt's words: the example's key columns (``TaskKind.key_columns``:
+  the premise, the sentence, the story) are one more gram when shorter than n tokens and at least
+  ``MIN_KEY_TOKENS`` tokens or ``MIN_KEY_CHARS`` characters long; the report counts each rule (``by_rule``) and
+  an example found by either once.
 
 The scan streams the training rows in Arrow batches (``datasets.map``: progress bar on a terminal, worker
 processes with ``--num-proc``) and never holds their n-grams: each batch's n-grams are hashed and looked up in
