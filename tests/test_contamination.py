@@ -1,7 +1,7 @@
 """`bloomz-tune mixture contamination`: evaluation examples that share a 13-token n-gram with training rows.
 
 Small builds from local JSON-lines sources (the imdb fixture as clean data, plus rows written here that hold
-evaluation text), evaluation data from the release-layout fixtures (tests/fixtures/eval/release via --data-dir).
+evaluation text), evaluation data from the release folders the ``releases`` fixture writes (via --data-dir).
 """
 
 from __future__ import annotations
