@@ -6,8 +6,9 @@ Writes a synthetic build in the built-mixture layout (``dataset/`` train + valid
 and ``datasheet.json``/``datasheet.md``), in a child process so that its memory is not counted here: inputs of
 lognormal length (median 80 words, long tail) and short targets over a 50,000-word Zipf vocabulary, with 1% of
 the evaluation examples planted verbatim in training rows. The evaluation set is synthetic too (40,000 examples
-of 6 to 40 words, a fifth of them shorter than 13 tokens), drawn from the same vocabulary so that most training tokens
-are evaluation tokens and every window is hashed and looked up.
+of 6 to 40 words, a fifth of them shorter than 13 tokens; each with a key, its first half, for the key rule), drawn
+from the same vocabulary so that most training tokens are evaluation tokens and every window is hashed and looked
+up.
 
 Timed on the same rows: the raw read (Arrow batches of 1,000 rows through ``datasets``, summing text lengths:
 the floor any scan pays); ``contamination.scan`` (1 process, then ``--num-proc``), after building the
@@ -52,6 +53,11 @@ def eval_texts(count: int) -> list[str]:
     rng = np.random.default_rng(SEED + 1)
     vocab = words(np.random.default_rng(SEED))
     return [text(vocab, rng, int(rng.integers(6, 41))) for _ in range(count)]
+
+
+def eval_keys(texts: list[str]) -> list[str]:
+    """Each example's key, as the key rule reads it: its first half (at least 4 words), a premise's share."""
+    return [" ".join(t.split()[:max(4, len(t.split()) // 2)]) for t in texts]
 
 
 def write_mixture(folder: Path, rows: int, planted: list[str]) -> None:
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         train = load_built_mixture(folder)["train"]
         raw_s = raw_read(train)
         start = time.perf_counter()
-        index, sizes = build_index(texts)
+        index, sizes = build_index(texts, keys=eval_keys(texts))
         index_s = time.perf_counter() - start
         results = {}
         for procs in dict.fromkeys((1, args.num_proc)):

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 FIXTURES = ROOT / "tests" / "fixtures" / "eval"
 FOLDERS = {"xnli": "xnli", "xcopa": "xcopa", "xstorycloze": "xstory_cloze", "xwinograd": "xwinograd",
            "anli_r1": "anli", "anli_r2": "anli", "anli_r3": "anli", "cb": "super_glue", "rte": "super_glue",
-           "copa": "super_glue", "winogrande": "winogrande", "storycloze": "story_cloze"}
+           "copa": "super_glue", "winogrande": "winogrande", "storycloze": "story_cloze_hub"}
 FIXTURE_LANGUAGES = {"xnli": ("en", "fr", "zh"), "xcopa": ("zh", "id"), "xstorycloze": ("en", "zh"),
                      "xwinograd": ("en", "fr", "zh")}
 

@@ -102,3 +102,17 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def releases(tmp_path_factory):
+    """{release: folder}: the evaluation sets' release folders as their authors ship them, at the documented row
+    counts (tests/fixtures/eval/make_fixtures.py ``write_releases``)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "eval" / "make_fixtures.py"
+    spec = importlib.util.spec_from_file_location("make_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_releases(tmp_path_factory.mktemp("releases"))

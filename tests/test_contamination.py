@@ -1,7 +1,7 @@
 """`bloomz-tune mixture contamination`: evaluation examples that share a 13-token n-gram with training rows.
 
 Small builds from local JSON-lines sources (the imdb fixture as clean data, plus rows written here that hold
-evaluation text), evaluation data from the release-layout fixtures (tests/fixtures/eval/release via --data-dir).
+evaluation text), evaluation data from the release folders the ``releases`` fixture writes (via --data-dir).
 """
 
 from __future__ import annotations
@@ -34,15 +34,20 @@ def main(argv):
 
 
 REPO = Path(__file__).resolve().parents[1]
-RELEASE = REPO / "tests" / "fixtures" / "eval" / "release"
 IMDB = REPO / "tests" / "fixtures" / "mixture" / "imdb"
-DATA = [f"xnli={RELEASE / 'XNLI-1.0'}", f"xcopa={RELEASE / 'xcopa'}", f"xstorycloze={RELEASE / 'xstory_cloze'}"]
-DIRS = dict(item.split("=", 1) for item in DATA)
 TASKS, LANGUAGES = "xnli,xcopa,xstorycloze", "en,zh"
 # The first XNLI en example (10 tokens: shorter than 13, so its whole text is its one gram) and the first
 # XStoryCloze en story, as they are in the fixtures.
 XNLI_EN = "The cat is sleeping on the sofa. An animal is resting."
 STORY = "Tom wanted a dog. He asked his parents every day. They finally agreed. They went to the shelter together."
+
+
+DIRS: dict[str, str] = {}  # task -> release folder, from the ``releases`` fixture
+
+
+@pytest.fixture(autouse=True)
+def release_dirs(releases):
+    DIRS.update({task: str(releases[task]) for task in ("xnli", "xcopa", "xstorycloze")})
 
 
 def build(tmp: Path, planted: dict[str, list[str]], name: str = "m") -> Path:
@@ -80,12 +85,13 @@ def test_planted_overlaps_are_found_and_attributed(tmp_path):
         "stories": [STORY.upper().split(". ", 1)[1]],
     })
     found = report_of(built)
-    xnli = found["xnli/en"]
-    assert (xnli["contaminated"], xnli["sources"]) == (1, {str(tmp_path / "forum"): {"examples": 1, "rows": 1}})
-    assert xnli["share"] == 1 / examples("xnli/en") and xnli["short_examples"] == xnli["examples"]
+    xnli = found["xnli/en"]  # the whole example by its n-gram; its premise, shared by 3 examples, by the key rule
+    assert (xnli["contaminated"], xnli["sources"]) == (3, {str(tmp_path / "forum"): {"examples": 3, "rows": 1}})
+    assert xnli["by_rule"] == {"ngram": 1, "key": 3}
+    assert xnli["share"] == 3 / examples("xnli/en") and 6 <= xnli["short_examples"] < xnli["examples"]
     copa = found["xcopa/zh"]
     assert (copa["contaminated"], copa["sources"]) == (1, {str(tmp_path / "news"): {"examples": 1, "rows": 2}})
-    assert copa["share"] == 1 / examples("xcopa/zh")
+    assert copa["share"] == 1 / examples("xcopa/zh") and copa["by_rule"] == {"ngram": 1, "key": 1}
     story = found["xstorycloze/en"]
     assert story["contaminated"] == 1 and list(story["sources"]) == [str(tmp_path / "stories")]
     assert found["xnli/zh"]["contaminated"] == found["xstorycloze/zh"]["contaminated"] == 0
@@ -93,25 +99,38 @@ def test_planted_overlaps_are_found_and_attributed(tmp_path):
 
 def test_clean_data_and_short_overlaps_are_not_flagged(tmp_path):
     twelve = " ".join(STORY.replace(".", "").split()[:12])  # 12 tokens of a 29-token example
-    xnli_part = XNLI_EN.split(".")[0]  # the premise alone: 7 of the example's 10 tokens
-    built = build(tmp_path, {"near": [twelve, xnli_part, "男人打破了他的脚趾"]})
+    xnli_part = XNLI_EN.split(".")[0].rsplit(" ", 1)[0]  # the premise but its last word
+    built = build(tmp_path, {"near": [twelve, xnli_part, "男人打破了他的脚", "i coughed"]})
     found = report_of(built)
     assert [d["contaminated"] for d in found.values()] == [0] * len(found)
     assert all(d["sources"] == {} and d["share"] == 0 for d in found.values())
     assert report_of(built, n=12)["xstorycloze/en"]["contaminated"] == 1  # the same rows with 12-grams
 
 
+def test_key_rule_finds_a_premise_planted_alone(tmp_path):
+    premise = XNLI_EN.split(".")[0]  # 7 of the example's 10 tokens: never a 13-gram, nor the whole example
+    built = build(tmp_path, {"alone": [f"Some text before. {premise.upper()}! And after it.", "男人打破了他的脚趾"]})
+    found = report_of(built)
+    assert found["xnli/en"]["by_rule"] == {"ngram": 0, "key": 3}  # the three examples sharing that premise
+    assert found["xcopa/zh"]["by_rule"] == {"ngram": 0, "key": 1}  # 9 characters: 9 tokens
+    assert found["xstorycloze/en"]["contaminated"] == 0
+    (tmp_path / "short").mkdir()
+    short = build(tmp_path / "short", {"alone": ["The cat is sleeping"]}, name="s")  # 4 tokens, no key of the set
+    assert report_of(short)["xnli/en"]["contaminated"] == 0
+
+
 def test_report_in_datasheet_and_show(tmp_path, capsys):
     built = build(tmp_path, {"forum": [XNLI_EN.upper()]})
     md_before = (built / "datasheet.md").read_text()
     argv = ["contamination", str(built), "--tasks", TASKS, "--languages", LANGUAGES] + \
-        [x for d in DATA for x in ("--data-dir", d)]
+        [x for task, folder in DIRS.items() for x in ("--data-dir", f"{task}={folder}")]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    share = f"{100 / examples('xnli/en'):.2f}%"
-    assert f"| XNLI | en | validation | {examples('xnli/en')} | 1 | {share} | {tmp_path / 'forum'}: 1 (1) |" in printed
+    share = f"{300 / examples('xnli/en'):.2f}%"
+    assert f"| XNLI | en | validation | {examples('xnli/en'):,} | 3 | {share} | 1 | 3 | {tmp_path / 'forum'}: 3 (1) |" \
+        in printed
     sheet = read_datasheet(built)
-    assert sheet["contamination"]["datasets"]["xnli/en"]["contaminated"] == 1
+    assert sheet["contamination"]["datasets"]["xnli/en"]["contaminated"] == 3
     assert sheet["contamination"]["ngram"] == 13 and sheet["contamination"]["training_rows"] > 0
     md = (built / "datasheet.md").read_text()
     assert md.startswith(md_before.rstrip("\n")) and md.count(HEADING) == 1
@@ -119,12 +138,12 @@ def test_report_in_datasheet_and_show(tmp_path, capsys):
     md = (built / "datasheet.md").read_text()
     assert md.count(HEADING) == 1 and "5-token n-gram" in md and "13-token" not in md
     sheet = read_datasheet(built)["contamination"]
-    assert sheet["ngram"] == 5 and sheet["datasets"]["xnli/en"]["contaminated"] > 1  # shorter grams: more overlap
+    assert sheet["ngram"] == 5 and sheet["datasets"]["xnli/en"]["by_rule"]["ngram"] > 1  # shorter grams: more
     capsys.readouterr()
     assert main(["show", str(built)]) == 0
     shown = capsys.readouterr().out
     assert f"{HEADING}\n\nEvaluation examples that share a 5-token n-gram" in shown
-    assert f"| XNLI | en | validation | {examples('xnli/en')} | {sheet['datasets']['xnli/en']['contaminated']} |" in shown
+    assert f"| XNLI | en | validation | {examples('xnli/en'):,} | {sheet['datasets']['xnli/en']['contaminated']} |" in shown
 
 
 def test_token_counts_keep_the_report(tmp_path):
@@ -134,7 +153,7 @@ def test_token_counts_keep_the_report(tmp_path):
     write_report(built, contamination_report(built, "xnli", "en", DIRS, progress=False))
     datasheet_for(built, build_tiny_tokenizer([XNLI_EN], vocab_size=300))  # rewrites datasheet.md from the JSON
     md = (built / "datasheet.md").read_text()
-    assert "input tokens" in md and md.count(HEADING) == 1 and f"{tmp_path / 'forum'}: 1 (1)" in md
+    assert "input tokens" in md and md.count(HEADING) == 1 and f"{tmp_path / 'forum'}: 3 (1)" in md
 
 
 def test_hash_scan_equals_plain_ngram_sets():

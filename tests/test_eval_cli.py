@@ -1,5 +1,6 @@
 """`bloomz-tune eval` end to end on the tiny BLOOM and fixture datasets; adapters; bad input leaves no results."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -43,10 +44,17 @@ def test_cli_writes_results_that_match_direct_scoring(tiny_model_dir, tiny_model
             accuracies.append(want["accuracy"])
         assert entry["median"] == pytest.approx(sum(accuracies) / 2) and entry["max"] == max(accuracies)
     assert results["datasets"]["xnli/en"]["split"] == "validation"
+    [scored] = results["datasets"]["xnli/zh"]["files"]  # the file scored: path in the data folder, size, hash, rows
+    path = FIXTURES / "xnli" / scored["path"]
+    assert scored["path"] == "zh/validation-00000-of-00001.parquet" and scored["rows"] == 3
+    assert (scored["size"], scored["sha256"]) == (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    assert results["datasets"]["copa/en"]["files"][0]["path"] == "copa/validation-00000-of-00001.parquet"
     assert len(results["generation"]) == 6
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "| XNLI | en | 3 |" in markdown and "| 34.38 | 44.62 |" in markdown  # published bloom(z)-560m
     assert "## Generation sanity check" in markdown and "Translate to English" in markdown
+    assert f"| xnli/zh | {FIXTURES / 'xnli'} | zh/validation-00000-of-00001.parquet | {scored['size']:,} | " \
+           f"`{scored['sha256']}` | 3 |" in markdown
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "results.json", "results.md"]
 

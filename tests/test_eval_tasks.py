@@ -21,7 +21,7 @@ from bloomz_tune.tasks.table import (
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 DATA_DIRS = {"xnli": "xnli", "xcopa": "xcopa", "xstorycloze": "xstory_cloze", "xwinograd": "xwinograd",
              "anli_r1": "anli", "anli_r2": "anli", "anli_r3": "anli", "cb": "super_glue", "rte": "super_glue",
-             "copa": "super_glue", "winogrande": "winogrande", "storycloze": "story_cloze"}
+             "copa": "super_glue", "winogrande": "winogrande", "storycloze": "story_cloze_hub"}
 
 
 def data_dir(task):
@@ -163,11 +163,11 @@ def test_xstorycloze_release_files_are_read(tmp_path):
     row = ["a1", "汤姆想要一只狗。", "他每天都问父母。", "他们终于同意了。", "他们一起去了收容所。", "他讨厌狗。", "他选了一只小狗。", "2"]
     for lang in ("zh", "es"):
         (tmp_path / f"spring2016.val.{lang}.tsv.split_20_80_eval.tsv").write_text(
-            "\t".join(header) + "\n" + "\t".join(row) + "\n", encoding="utf-8")
+            "\t".join(header) + "\n" + ("\t".join(row) + "\n") * 1511, encoding="utf-8")  # the documented count
     (tmp_path / "spring2016.val.zh.tsv.split_20_80_train.tsv").write_text("\t".join(header) + "\n", encoding="utf-8")
     loaded = load_task_rows("xstorycloze", "zh", str(tmp_path))
     assert loaded["rows"] == [{"story": "汤姆想要一只狗。他每天都问父母。他们终于同意了。他们一起去了收容所。",
-                               "ending1": "他讨厌狗。", "ending2": "他选了一只小狗。", "label": 1}]
+                               "ending1": "他讨厌狗。", "ending2": "他选了一只小狗。", "label": 1}] * 1511
 
 
 def test_held_out_match_by_folder_and_config():

@@ -80,10 +80,24 @@ def adapter_folder(tmp, tiny_dir):
             f"xcopa={FIXTURES / 'eval' / 'xcopa'}", "--output", str(tmp / "eval")]
 
 
+def xcopa_release(tmp):
+    """The XCOPA release as cloned (tests/fixtures/eval/make_fixtures.py writes it at its documented size)."""
+    import importlib.util
+
+    folder = tmp / "releases" / "xcopa-master"
+    if not folder.is_dir():
+        path = FIXTURES / "eval" / "make_fixtures.py"
+        spec = importlib.util.spec_from_file_location("make_fixtures", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.write_releases(tmp / "releases")
+    return folder
+
+
 def corrupt_xcopa(tmp):
     """The XCOPA release as cloned, with line 2 of the Chinese validation file cut short."""
     folder = tmp / "xcopa"
-    shutil.copytree(FIXTURES / "eval" / "release" / "xcopa", folder)
+    shutil.copytree(xcopa_release(tmp), folder)
     val = folder / "data" / "zh" / "val.zh.jsonl"
     lines = val.read_text(encoding="utf-8").splitlines()
     val.write_text("\n".join([lines[0], lines[1][:20], *lines[2:]]) + "\n", encoding="utf-8")
@@ -136,7 +150,7 @@ def contamination(tmp, *extra, build=True):
     if build and main(spec(tmp, "{{ text }}")) != 0:
         raise AssertionError("the fixture mixture did not build")
     return ["mixture", "contamination", str(tmp / "built"), "--tasks", "xcopa", "--languages", "zh", "--data-dir",
-            f"xcopa={FIXTURES / 'eval' / 'release' / 'xcopa'}", *extra]
+            f"xcopa={xcopa_release(tmp)}", *extra]
 
 
 def finished_run(tmp):

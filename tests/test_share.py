@@ -42,7 +42,9 @@ def make_run(run, overrides=(), processes=1):
     (run / "eval" / "results.json").write_text(json.dumps(
         {"sanity": {"examples": 50, "before": 0.4, "after": 0.7}, "training": {"processes": processes}}))
     (run / "eval" / "zero_shot" / "results.json").write_text(json.dumps({
-        "settings": {"prompts": 5}, "tasks": {"xnli": {
+        "settings": {"prompts": 5}, "datasets": {"xnli/en": {
+            "source": "/data/XNLI-1.0", "config": "en", "split": "validation", "skipped": 0, "files": [
+                {"path": "xnli.dev.tsv", "size": 12345, "sha256": "ab" * 32, "rows": 2490}]}}, "tasks": {"xnli": {
             "title": "XNLI", "mean_of_medians": 0.4123,
             "languages": {"en": {"median": 0.4246}, "fr": {"median": 0.4}},
             "published_mean_of_medians_pct": {"bloom-560m": 33.74, "bloomz-560m": 39.61, "bloomz-7b1": 46.75}}}}))
@@ -69,6 +71,7 @@ def test_card_metadata_parses_validates_and_lists_eval_results(tmp_path):
     # Compared with the published models of the SAME size: bloomz-7b1 is published, bloom-7b1 is not.
     assert "| XNLI | 2 | 41.23 | – | 46.75 |" in card.text
     assert "bloom-560m" not in card.text and "bloomz-560m" not in card.text
+    assert f"| xnli/en | /data/XNLI-1.0 | xnli.dev.tsv | 12,345 | `{'ab' * 32}` | 2,490 |" in card.text  # data scored
     assert 'AutoPeftModelForCausalLM.from_pretrained("me/bloomz-7b1-lora")' in card.text
 
 

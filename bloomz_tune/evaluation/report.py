@@ -103,6 +103,7 @@ def render_markdown(results: dict, chart: str | None = CHART) -> str:
             pub = published_for(task, language)
             lines.append(f"| {r['title']} | {language} | {v['examples']} | {_pct(v['median'])} | {_pct(v['max'])} | "
                          + " | ".join(_num(pub.get(m)) for m in PUBLISHED_MODELS) + " |")
+    lines += data_files_lines(results.get("datasets") or {}, "##")
     if chart:
         lines += ["", f"![median accuracy per dataset and language]({chart})"]
     lines += ["", "## Per prompt", ""]
@@ -120,6 +121,23 @@ def render_markdown(results: dict, chart: str | None = CHART) -> str:
             lines += [f"- prompt: `{_inline(g['prompt'])}`", f"  answer: `{_inline(g['output'])}`"]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def data_files_lines(datasets: dict, heading: str) -> list[str]:
+    """The files each (task, language) was scored on, from results.json's ``datasets``: path relative to the data
+    folder, size, sha256 and rows used; a dataset read from the Hub is named by its id."""
+    if not datasets:
+        return []
+    lines = ["", f"{heading} Data scored", "", "| dataset | data | file | bytes | sha256 | rows used |",
+             "|---|---|---|---|---|---|"]
+    for key, d in datasets.items():
+        files = d.get("files") or []
+        if not files:
+            lines.append(f"| {key} | {d.get('source', '')} (split {d.get('split', '')}) | | | | |")
+        for f in files:
+            lines.append(f"| {key} | {d.get('source', '')} | {f['path']} | {f['size']:,} | `{f['sha256']}` | "
+                         f"{f['rows']:,} |")
+    return lines
 
 
 def _inline(text: str) -> str:

@@ -343,7 +343,7 @@ def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | No
         "settings": {"tasks": {t: list(langs) for t, langs in per_prompt.items()}, "limit": limit,
                      "prompts": prompts, "batch_size": batch_size, "length_normalize": length_normalize,
                      "max_length": max_length},
-        "datasets": {f"{t}/{lang}": {k: d[k] for k in ("source", "config", "split", "skipped")}
+        "datasets": {f"{t}/{lang}": {k: d[k] for k in ("source", "config", "split", "skipped", "files")}
                      for (t, lang), d in loaded.items()},
         "tasks": aggregate(per_prompt),
         "generation": samples,

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.evaluation.report import data_files_lines
 from bloomz_tune.recipe import Recipe, load_recipe
 from bloomz_tune.tasks.table import TASKS
 from bloomz_tune.training.budget import global_batch
@@ -230,6 +231,7 @@ def _results_lines(run: dict) -> list[str]:
         lines += _table(header, rows)
         lines += ["", "The published means are over the paper's languages; a row with fewer languages is not "
                   "directly comparable. Per-language medians are in the model-index metadata above."]
+        lines += data_files_lines(zero_shot.get("datasets") or {}, "###")
     if not sanity and not zero_shot:
         lines.append("No evaluation was run.")
     return lines

@@ -17,6 +17,10 @@ dirty if it shares an N-gram with any training document) with lm-evaluation-harn
   character made a token of its own (those scripts put no spaces between words), then split on whitespace.
 - Its n-grams are all runs of n consecutive tokens. An example shorter than n tokens is one gram, its whole
   text: it counts as contaminated only when a training row holds all of it, in order.
+- The key rule, for short examples split by a prompt's words: the example's key columns (``TaskKind.key_columns``:
+  the premise, the sentence, the story) are one more gram when shorter than n tokens and at least
+  ``MIN_KEY_TOKENS`` tokens or ``MIN_KEY_CHARS`` characters long; the report counts each rule (``by_rule``) and
+  an example found by either once.
 
 The scan streams the training rows in Arrow batches (``datasets.map``: progress bar on a terminal, worker
 processes with ``--num-proc``) and never holds their n-grams: each batch's n-grams are hashed and looked up in
@@ -52,6 +56,10 @@ from bloomz_tune.tasks.releases import hub_rows, local_rows
 from bloomz_tune.tasks.table import TASKS, resolve_tasks, task_data_dirs
 
 NGRAM = 13
+# The key rule's floor: a key of fewer tokens and fewer normalised characters (spaces not counted) than these is too
+# common to tell an example ("i coughed"); characters let an unspaced Thai or Burmese key qualify, tokens a
+# Chinese one (a token per character). docs/contamination.md gives the measurement behind the choice.
+MIN_KEY_TOKENS, MIN_KEY_CHARS = 4, 16
 # The fields of a raw evaluation row (eval_data's Hub schema) that make up its text, per task kind.
 # One regex pass: a Chinese or Japanese character gets spaces around it; punctuation, symbols and Unicode spaces
 # become ASCII spaces (so that the faster ASCII whitespace split then finds every token).
@@ -59,6 +67,9 @@ SPLIT_PATTERN = (r"([\p{Han}\p{Hiragana}\p{Katakana}])|[\p{P}\p{S}\x{85}\x{A0}\x
                  r"\x{2029}\x{202F}\x{205F}\x{3000}]")  # the Unicode spaces but " ": matching every " " is slow
 RULE = ("lower-cased; punctuation and symbols replaced by spaces; each Chinese or Japanese character a token; "
         "split on whitespace. Examples shorter than n tokens: their whole text is the one gram.")
+KEY_RULE = (f"the example's key (premise for NLI and COPA, the sentence for Winograd, the four story sentences), "
+            f"normalised the same way, shorter than n tokens and of at least {MIN_KEY_TOKENS} tokens or "
+            f"{MIN_KEY_CHARS} characters without spaces, found whole and in order in a training row")
 MULTIPLIER = np.uint64(0x100000001B3)  # polynomial hash of a window: h = h * MULTIPLIER + token value (mod 2**64)
 
 
@@ -140,32 +151,46 @@ class EvalIndex:
     prefilter: np.ndarray  # 2**b booleans, set at the slot of every gram: a window whose slot is unset is no gram
 
 
-def build_index(texts: list[str], n: int = NGRAM) -> tuple[EvalIndex, np.ndarray]:
-    """The index of the examples' grams, and each example's length in tokens."""
+def build_index(texts: list[str], n: int = NGRAM, keys: list[str] | None = None,
+                min_key: tuple[int, int] = (MIN_KEY_TOKENS, MIN_KEY_CHARS)) -> tuple[EvalIndex, np.ndarray]:
+    """The index of the examples' grams, and each example's length in tokens.
+
+    Grams of example i (of E) are owned by i: its n-grams, or its whole text when shorter than n tokens. With
+    ``keys`` (each example's key columns, joined), the key of example i is one more gram, owned by E + i, when it
+    is shorter than n tokens (a longer key's n-grams are the example's) and holds at least ``min_key`` tokens or
+    characters once normalised (spaces not counted)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    flat, offsets = _flat(normalized_tokens(pa.array(texts, pa.string())))
+    count, keys = len(texts), list(keys or [])
+    flat, offsets = _flat(normalized_tokens(pa.array(list(texts) + keys, pa.string())))
     vocab = pc.unique(flat)
     values = _mix(np.arange(len(vocab) + 1))
     sizes = np.diff(offsets)
-    short = {int(s) for s in sizes if 0 < s < n}
-    windows = window_hashes(values[pc.index_in(flat, value_set=vocab).to_numpy()], offsets, short | {n})
-    owner_of = np.repeat(np.arange(len(texts)), sizes)
+    chars = np.add.reduceat(np.append(pc.utf8_length(flat).to_numpy(zero_copy_only=False), 0), offsets[:-1])
+    whole = (sizes > 0) & (sizes < n)  # texts whose one gram is all of them
+    whole[count:] &= (sizes[count:] >= min_key[0]) | (chars[count:] >= min_key[1])
+    windows = window_hashes(values[pc.index_in(flat, value_set=vocab).to_numpy()], offsets,
+                            {int(s) for s in sizes[whole]} | {n})
+    owner_of = np.repeat(np.arange(len(sizes)), sizes)
     grams = {}
     for length, (pos, hashes) in windows.items():
-        if length < n:  # a short example's one gram: the window at its start that spans it all
-            keep = np.isin(pos, offsets[:-1][sizes == length])
-            pos, hashes = pos[keep], hashes[keep]
+        if length < n:  # a short text's one gram: the window at its start that spans it all
+            keep = np.isin(pos, offsets[:-1][whole & (sizes == length)])
+        else:  # n-grams of the examples only (a key as long as n is covered by them)
+            keep = owner_of[pos] < count
+        pos, hashes = pos[keep], hashes[keep]
+        if not len(pos):
+            continue
         pairs = np.unique(np.stack([hashes, owner_of[pos].astype(np.uint64)], axis=1), axis=0)
-        keys, starts = np.unique(pairs[:, 0], return_index=True)
-        grams[length] = (keys, np.append(starts, len(pairs)), pairs[:, 1].astype(np.int64))
-    count = sum(len(g[0]) for g in grams.values())
-    bits = min(max(int(count * 16).bit_length(), 16), 26)  # about 1 slot in 16 set: ~6% of windows pass
+        keys_, starts = np.unique(pairs[:, 0], return_index=True)
+        grams[length] = (keys_, np.append(starts, len(pairs)), pairs[:, 1].astype(np.int64))
+    total = sum(len(g[0]) for g in grams.values())
+    bits = min(max(int(total * 16).bit_length(), 16), 26)  # about 1 slot in 16 set: ~6% of windows pass
     prefilter = np.zeros(2 ** bits, dtype=bool)
-    for length, (keys, _, _) in grams.items():
-        prefilter[_slot(keys, length, bits)] = True
-    return EvalIndex(vocab, values, grams, prefilter), sizes
+    for length, (keys_, _, _) in grams.items():
+        prefilter[_slot(keys_, length, bits)] = True
+    return EvalIndex(vocab, values, grams, prefilter), sizes[:count]
 
 
 def _hits(index: EvalIndex, texts) -> tuple[np.ndarray, np.ndarray]:
@@ -215,6 +240,7 @@ class EvalSet:
     split: str
     data: str  # the folder or Hub id it was read from
     texts: list[str]
+    keys: list[str]  # each example's key columns, joined (the key rule's text)
 
     @property
     def key(self) -> str:
@@ -233,9 +259,9 @@ def load_eval_sets(tasks, languages=None, data_dirs: dict | None = None, split: 
         folder = dirs.get(task)
         if folder is None and spec.path is None:
             raise BloomzTuneError(f"{spec.title} needs a local data folder. " + spec.manual.format(name=task))
-        columns = spec.task_kind.text_columns
+        columns, key_columns = spec.task_kind.text_columns, spec.task_kind.key_columns
         for language in langs:
-            texts = []
+            texts, keys = [], []
             try:
                 for at, raw in (local_rows(folder, spec, language) if folder else hub_rows(spec, language)):
                     missing = [c for c in columns if c not in raw]
@@ -243,13 +269,14 @@ def load_eval_sets(tasks, languages=None, data_dirs: dict | None = None, split: 
                         raise BloomzTuneError(f"{at} ({spec.title} {language}) lacks column(s) {', '.join(missing)}"
                                               f"; it has: {', '.join(raw)}")
                     texts.append("\n".join(str(raw[c] or "").strip() for c in columns))
+                    keys.append(" ".join(str(raw[c] or "").strip() for c in key_columns))
             except (OSError, UnicodeDecodeError) as err:
                 raise BloomzTuneError(f"cannot read {spec.title} {language} from {folder}: "
                                       f"{type(err).__name__}: {err}") from None
             if not texts:
                 raise BloomzTuneError(f"{spec.title} {language} ({folder or spec.path}, split {spec.split!r}) "
                                       f"has no rows")
-            sets.append(EvalSet(task, spec.title, language, spec.split, str(folder or spec.path), texts))
+            sets.append(EvalSet(task, spec.title, language, spec.split, str(folder or spec.path), texts, keys))
     return sets
 
 
@@ -294,26 +321,32 @@ def contamination_report(built_dir, tasks=None, languages=None, data_dirs: dict 
     resolve_tasks(tasks, languages)  # an unknown task fails before the build is opened
     train = load_built_mixture(built_dir)["train"]
     sets = load_eval_sets(tasks, languages, data_dirs, split)
-    index, sizes = build_index([t for s in sets for t in s.texts], n)
+    index, sizes = build_index([t for s in sets for t in s.texts], n, [k for s in sets for k in s.keys])
     start = time.perf_counter()
     print0(f"contamination: {len(sizes):,} evaluation examples ({len(sets)} datasets) against {len(train):,} "
            f"training rows, {n}-grams")
     hits = scan(train, index, num_proc, progress)
     seconds = time.perf_counter() - start
-    return {"ngram": n, "rule": RULE, "scanned": "train", "training_rows": len(train),
+    return {"ngram": n, "rule": RULE, "key_rule": KEY_RULE, "scanned": "train", "training_rows": len(train),
             "fingerprint": read_datasheet(built_dir).get("fingerprint"), "seconds": round(seconds, 2),
             "datasets": summarise(sets, sizes, hits, n)}
 
 
 def summarise(sets: list[EvalSet], sizes: np.ndarray, hits, n: int) -> dict:
-    """{task/language: counts and sources} from the scan's hits (example numbers run over ``sets`` in order)."""
+    """{task/language: counts and sources} from the scan's hits (owners run over ``sets`` in order: example i by
+    its n-grams, E + i by its key; ``build_index``)."""
     import pyarrow as pa
 
+    total = len(sizes)
+    owner = hits.column("example").to_numpy()
+    example = owner % total if total else owner
     set_of = np.repeat(np.arange(len(sets)), [len(s.texts) for s in sets])
-    table = pa.table({"set": set_of[hits.column("example").to_numpy()], "example": hits.column("example"),
+    table = pa.table({"set": set_of[example], "example": example, "rule": owner // max(total, 1),
                       "row": hits.column("row"), "source": hits.column("source")})
     dirty = {g["set"]: g["example_count_distinct"]
              for g in table.group_by("set").aggregate([("example", "count_distinct")]).to_pylist()}
+    by_rule = {(g["set"], g["rule"]): g["example_count_distinct"]
+               for g in table.group_by(["set", "rule"]).aggregate([("example", "count_distinct")]).to_pylist()}
     by_source: dict[int, list] = {}
     for g in table.group_by(["set", "source"]).aggregate([("example", "count_distinct"),
                                                            ("row", "count_distinct")]).to_pylist():
@@ -328,6 +361,7 @@ def summarise(sets: list[EvalSet], sizes: np.ndarray, hits, n: int) -> dict:
         out[s.key] = {"task": s.task, "title": s.title, "language": s.language, "split": s.split, "data": s.data,
                       "examples": len(s.texts), "short_examples": int((size < n).sum()),
                       "contaminated": contaminated, "share": contaminated / len(s.texts),
+                      "by_rule": {"ngram": int(by_rule.get((i, 0), 0)), "key": int(by_rule.get((i, 1), 0))},
                       "sources": {name: {"examples": int(e), "rows": int(r)} for name, e, r in worst}}
     return out
 

@@ -160,14 +160,19 @@ def contamination_markdown(report: dict) -> str:
     lines = [f"{CONTAMINATION_HEADING}\n\n",
              f"Evaluation examples that share a {n}-token n-gram with a row (inputs and targets) of the train split "
              f"({report['training_rows']:,} rows), measured by `bloomz-tune mixture contamination`. Tokens: "
-             f"{report['rule']} Verbatim overlap only: paraphrases and translations are not found. Worst sources: "
-             f"evaluation examples they overlap (their rows).\n\n",
-             "| dataset | language | split | examples | contaminated | share | worst sources |\n"
-             "|---|---|---|---:|---:|---:|---|\n"]
+             f"{report['rule']}"
+             + (f" Key rule: {report['key_rule']} (column `key`; an example either rule finds counts once)."
+                if report.get("key_rule") else "")
+             + " Verbatim overlap only: paraphrases and translations are not found. Worst sources: "
+             "evaluation examples they overlap (their rows).\n\n",
+             "| dataset | language | split | examples | contaminated | share | n-gram | key | worst sources |\n"
+             "|---|---|---|---:|---:|---:|---:|---:|---|\n"]
     for d in report["datasets"].values():
         named = list(d["sources"].items())
         worst = "; ".join(f"{name}: {c['examples']:,} ({c['rows']:,})" for name, c in named[:WORST])
         more = f"; {len(named) - WORST} more" if len(named) > WORST else ""
+        rules = d.get("by_rule") or {}
         lines.append(f"| {d['title']} | {d['language']} | {d['split']} | {d['examples']:,} | {d['contaminated']:,} "
-                     f"| {100 * d['share']:.2f}% | {worst or '-'}{more} |\n")
+                     f"| {100 * d['share']:.2f}% | {rules.get('ngram', '-')} | {rules.get('key', '-')} "
+                     f"| {worst or '-'}{more} |\n")
     return "".join(lines)

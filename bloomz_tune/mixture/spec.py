@@ -283,7 +283,7 @@ def _nearest_names(name: str, names: list[str]) -> str:
 
 def _data_file_names(src: SourceSpec, spec_dir: Path | None) -> list[str]:
     """The names of the files a source reads, as far as they are known before loading: its ``data_files``
-    patterns as written, the names of the local files they match, and the files of a local folder ``path``
+    patterns as written, the names of the local files they match, a local folder ``path``'s own name and its files
     (relative to it)."""
     patterns = [] if src.data_files is None else [src.data_files] if isinstance(src.data_files, str) \
         else src.data_files
@@ -294,6 +294,8 @@ def _data_file_names(src: SourceSpec, spec_dir: Path | None) -> list[str]:
     names = list(patterns)
     names += [Path(f).name for pattern in patterns if "://" not in pattern
               for f in glob.glob(str(base / pattern), recursive=True)]
+    if local.is_dir():  # the folder's own name too: a release (RTE/) or an archive (xcopa-master/) shows it
+        names += [local.resolve().name]
     if local.is_dir() and src.data_files is None:
         names += [str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()]
     return names

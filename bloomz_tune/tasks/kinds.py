@@ -1,6 +1,7 @@
 """What each kind of held-out task means, in one object per kind: the columns its rows carry, how a row becomes
-the fields our prompts use, the prompts themselves, the text columns that contamination compares, and the task
-name a model card gives it. Adding a kind of task is one ``TaskKind`` here.
+the fields our prompts use, the prompts themselves, the text columns that contamination compares (and the key
+columns it matches whole, for examples too short for its n-grams), and the task name a model card gives it.
+Adding a kind of task is one ``TaskKind`` here.
 
 Kinds: ``nli3`` (premise, hypothesis; label 0 entailment, 1 neutral, 2 contradiction), ``nli2`` (label 0
 entailment, 1 not entailment), ``copa`` (premise, two choices, cause or effect), ``story`` (four sentences, two
@@ -89,6 +90,7 @@ class TaskKind:
     name: str
     columns: tuple[str, ...]  # the columns a row must carry (``normalize`` reads them)
     text_columns: tuple[str, ...]  # the example's own text, which contamination compares with training rows
+    key_columns: tuple[str, ...]  # its distinguishing part (the first text columns), matched whole by contamination
     card_name: str  # the task name a model card's results give it
     normalize_fields: Callable[[dict, dict], tuple[dict, int | None]]
     prompts: dict[str, list[Prompt]]  # language -> prompts ("en" applies to every language without its own)
@@ -120,12 +122,12 @@ NLI = ("premise", "hypothesis")
 STORY = ("input_sentence_1", "input_sentence_2", "input_sentence_3", "input_sentence_4", "sentence_quiz1",
          "sentence_quiz2")
 KINDS: dict[str, TaskKind] = {k.name: k for k in [
-    TaskKind("nli3", (*NLI, "label"), NLI, "Natural language inference", _nli(3),
+    TaskKind("nli3", (*NLI, "label"), NLI, ("premise",), "Natural language inference", _nli(3),
              {"en": [Prompt(name, text, three) for name, text, three, _ in _NLI]}),
-    TaskKind("nli2", (*NLI, "label"), NLI, "Natural language inference", _nli(2),
+    TaskKind("nli2", (*NLI, "label"), NLI, ("premise",), "Natural language inference", _nli(2),
              {"en": [Prompt(name, text, two) for name, text, _, two in _NLI]}),
     TaskKind("copa", ("premise", "choice1", "choice2", "question", "label"), ("premise", "choice1", "choice2"),
-             "Sentence completion", _copa, {"en": [
+             ("premise",), "Sentence completion", _copa, {"en": [
         Prompt("connective", "{premise_open} {connective}", ("{choice1_lc}", "{choice2_lc}")),
         Prompt("likelier", "Premise: {premise}\nWhich is the more likely {question}?\nOption 1: {choice1}\n"
                            "Option 2: {choice2}\nAnswer:", ("{choice1}", "{choice2}")),
@@ -135,7 +137,7 @@ KINDS: dict[str, TaskKind] = {k.name: k for k in [
         Prompt("quoted", "\"{premise}\" Which of these is the likelier {question}: \"{choice1}\" or "
                          "\"{choice2}\"?", ("{choice1}", "{choice2}")),
     ]}),
-    TaskKind("story", (*STORY, "answer_right_ending"), STORY, "Sentence completion", _story, {"en": [
+    TaskKind("story", (*STORY, "answer_right_ending"), STORY, STORY[:4], "Sentence completion", _story, {"en": [
         Prompt("continue", "{story}", ("{ending1}", "{ending2}")),
         Prompt("sensible_end", "Story: {story}\nWhat is the most sensible way for this story to end?\n"
                                "- {ending1}\n- {ending2}\nEnding:", ("{ending1}", "{ending2}")),
@@ -148,7 +150,7 @@ KINDS: dict[str, TaskKind] = {k.name: k for k in [
                ("{ending1}", "{ending2}")),
     ]}),
     TaskKind("winograd", ("sentence", "option1", "option2", "answer"), ("sentence", "option1", "option2"),
-             "Coreference resolution", _winograd, {"en": [
+             ("sentence",), "Coreference resolution", _winograd, {"en": [
         Prompt("stands_for", "{sentence}\nIn the sentence above, what does the _ stand for?\n- {option1}\n"
                              "- {option2}", ("{option1}", "{option2}")),
         Prompt("fill_blank", "Fill in the blank: {sentence}\nOption 1: {option1}\nOption 2: {option2}\n"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.tasks.kinds import KINDS, Prompt, TaskKind
-from bloomz_tune.tasks.releases import hub_rows, local_rows
+from bloomz_tune.tasks.releases import file_record, hub_rows, local_data
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class TaskSpec:
     label_map: dict = field(default_factory=dict)  # dataset label -> canonical answer index
     aliases: tuple[str, ...] = ()  # other Hub ids / folder names of the same data; "id:config" for one config
     shared_repo: bool = False  # the repository holds other datasets too: only this task's configs are held out
+    documented_rows: dict = field(default_factory=dict)  # split -> rows (or {language: rows}) its authors document
+    release_names: tuple[str, ...] = ()  # folder and file names its releases and archives ship under
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -66,29 +68,41 @@ STORY_MANUAL = ("StoryCloze is distributed by its authors on request (https://cs
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     # XNLI labels: 0 entailment, 1 neutral, 2 contradiction (canonical order).
     TaskSpec("xnli", "XNLI", "nli3", "facebook/xnli", "validation", {lang: lang for lang in XNLI_LANGS},
-             XNLI_LANGS),
+             XNLI_LANGS, documented_rows={"validation": 2490, "test": 5010},
+             release_names=("XNLI-1.0", "XNLI-MT-1.0", "xnli.dev.tsv")),
     TaskSpec("xcopa", "XCOPA", "copa", "cambridgeltl/xcopa", "validation", {lang: lang for lang in XCOPA_LANGS},
-             XCOPA_LANGS),
+             XCOPA_LANGS, documented_rows={"validation": 100, "test": 500}, release_names=("xcopa",)),
     # The paper's 10 XStoryCloze languages leave English out (it is StoryCloze); ask for it with --languages en.
     TaskSpec("xstorycloze", "XStoryCloze", "story", "juletxara/xstory_cloze", "eval",
              {lang: lang for lang in XSTORY_LANGS}, tuple(x for x in XSTORY_LANGS if x != "en"),
-             manual=STORY_MANUAL),
+             manual=STORY_MANUAL, documented_rows={"eval": 1511, "train": 360},
+             release_names=("xstorycloze", "xstorycloze.zip", "spring2016.val.en.tsv.split_20_80_train.tsv")),
     TaskSpec("xwinograd", "XWinograd", "winograd", "Muennighoff/xwinograd", "test",
-             {lang: lang for lang in XWINO_LANGS}, XWINO_LANGS),
+             {lang: lang for lang in XWINO_LANGS}, XWINO_LANGS, aliases=("yandex-research/crosslingual_winograd",),
+             documented_rows={"test": {"en": 2325, "fr": 83, "jp": 959, "pt": 263, "ru": 315, "zh": 504}},
+             release_names=("crosslingual_winograd",)),
     # ANLI's three rounds are three datasets in the paper's tables; --tasks anli runs all three.
-    *[TaskSpec(f"anli_r{r}", f"ANLI R{r}", "nli3", "facebook/anli", f"dev_r{r}", {"en": None}, ("en",)) for r in (1, 2, 3)],
+    *[TaskSpec(f"anli_r{r}", f"ANLI R{r}", "nli3", "facebook/anli", f"dev_r{r}", {"en": None}, ("en",),
+               documented_rows={f"dev_r{r}": 1200 if r == 3 else 1000}, release_names=("anli_v1.0", "anli_v1.0.zip"))
+      for r in (1, 2, 3)],
     # SuperGLUE CB labels: 0 entailment, 1 contradiction, 2 neutral.
     TaskSpec("cb", "CB", "nli3", "aps/super_glue", "validation", {"en": "cb"}, ("en",),
-             label_map={0: 0, 1: 2, 2: 1}, aliases=("super_glue",), shared_repo=True),
+             label_map={0: 0, 1: 2, 2: 1}, aliases=("super_glue",), shared_repo=True,
+             documented_rows={"validation": 56, "train": 250, "test": 250}, release_names=("CB", "CB.zip")),
     # SuperGLUE's RTE is GLUE's RTE.
     TaskSpec("rte", "RTE", "nli2", "aps/super_glue", "validation", {"en": "rte"}, ("en",),
-             aliases=("super_glue", "nyu-mll/glue:rte", "glue:rte"), shared_repo=True),
+             aliases=("super_glue", "nyu-mll/glue:rte", "glue:rte"), shared_repo=True,
+             documented_rows={"validation": 277, "train": 2490, "test": 3000}, release_names=("RTE", "RTE.zip")),
     TaskSpec("copa", "COPA", "copa", "aps/super_glue", "validation", {"en": "copa"}, ("en",),
-             aliases=("super_glue",), shared_repo=True),
+             aliases=("super_glue",), shared_repo=True,
+             documented_rows={"validation": 100, "train": 400, "test": 500}, release_names=("COPA", "COPA.zip")),
     TaskSpec("winogrande", "WinoGrande", "winograd", "allenai/winogrande", "validation", {"en": "winogrande_xl"},
-             ("en",)),
+             ("en",), documented_rows={"validation": 1267},
+             release_names=("winogrande_1.1", "winogrande_1.1.zip")),
     TaskSpec("storycloze", "StoryCloze", "story", None, "validation", {"en": "2016"}, ("en",),
-             manual=STORY_MANUAL, aliases=("LSDSem/story_cloze",)),
+             manual=STORY_MANUAL, aliases=("LSDSem/story_cloze",), documented_rows={"validation": 1871, "test": 1871},
+             release_names=("cloze_test_val__spring2016 - cloze_test_ALL_val.csv",
+                            "cloze_test_test__spring2016 - cloze_test_ALL_test.csv")),
 ]}
 
 # The four multilingual tasks that the BLOOMZ paper's main figure reports.
@@ -112,9 +126,15 @@ def held_out_task(path: str, config: str | None = None, dataset: str | None = No
 
 
 def held_out_in_name(name: str) -> TaskSpec | None:
-    """The evaluation task a data file's or folder's name shows, if any: a held-out Hub id's last part as whole
-    words of the name (``xnli.dev.tsv``, ``xp3_xnli_en_validation.jsonl``, ``XNLI-1.0``, ``anli_v1.0``), followed
-    by the config where the repository also holds other datasets (``super_glue_cb``, not ``super_glue_wic``)."""
+    """The evaluation task a data file's or folder's name shows, if any: a folder or file of the path named as the
+    task's releases ship (``release_names``, e.g. SuperGLUE's ``RTE/``, ``XNLI-1.0/``) or as an archive of its
+    repository unpacks (``<repo>-main/``, ``<repo>-master/``), or a held-out Hub id's last part as whole words of
+    the name (``xnli.dev.tsv``, ``xp3_xnli_en_validation.jsonl``, ``anli_v1.0``), followed by the config where the
+    repository also holds other datasets (``super_glue_cb``, not ``super_glue_wic``)."""
+    parts = [part for part in re.split(r"[/\\]", str(name)) if part]
+    for task in TASKS.values():
+        if any(part in release_names(task) for part in parts):
+            return task
     text = f" {name_words(name)} "
     for task in TASKS.values():
         for ident, configs in _held_out_refs(task):
@@ -122,6 +142,19 @@ def held_out_in_name(name: str) -> TaskSpec | None:
                 if f" {name_words(ident)} {name_words(config)} ".replace("  ", " ") in text:
                     return task
     return None
+
+
+ARCHIVE_BRANCHES = ("main", "master")  # a GitHub or Hub archive of <repo> unpacks into <repo>-<branch>/
+
+
+def release_names(task: TaskSpec) -> set[str]:
+    """Folder and file names the task's data ships under: its ``release_names`` as shipped, and the archive folders
+    of its repositories (``<repo>-main``, ``<repo>-master``; not for a repository shared with other datasets)."""
+    names = set(task.release_names)
+    if not task.shared_repo:
+        repos = {ref.partition(":")[0].split("/")[-1] for ref in ((task.path,) if task.path else ()) + task.aliases}
+        names |= {f"{repo}-{branch}" for repo in repos for branch in ARCHIVE_BRANCHES}
+    return names
 
 
 def name_words(text: str) -> str:
@@ -238,8 +271,9 @@ def load_task_rows(task: str, language: str, data_dir: str | None = None, limit:
     (the authors' release files or a Hub snapshot), else from the Hub.
 
     Returns {"rows": [normalised rows], "skipped": unlabelled rows dropped, "source": where it came from,
-    "split": the split}. Raises BloomzTuneError naming the missing folder, config, split, column, or the file and
-    line of a corrupt row.
+    "split": the split, "config", "files": for a local folder, each file read (``releases.file_record``: path
+    relative to the folder, size, sha256, rows used)}. Raises BloomzTuneError naming the missing folder, config,
+    split, column, or the file and line of a corrupt row.
     """
     from itertools import islice
 
@@ -247,9 +281,10 @@ def load_task_rows(task: str, language: str, data_dir: str | None = None, limit:
     where = data_dir or spec.path
     if where is None:
         raise BloomzTuneError(f"{spec.title} needs a local data folder. " + spec.manual.format(name=task))
-    located = local_rows(data_dir, spec, language) if data_dir is not None else hub_rows(spec, language)
-    rows, skipped = [], 0
-    for at, raw in islice(located, limit):
+    local = local_data(data_dir, spec, language) if data_dir is not None else None
+    located = iter(local.rows) if local is not None else hub_rows(spec, language)
+    rows, skipped, used = [], 0, [0] * len(local.files if local else [])
+    for number, (at, raw) in enumerate(islice(located, limit)):
         missing = [c for c in spec.columns if c not in raw]
         if missing:
             raise BloomzTuneError(f"{at} ({spec.title} {language}, split {spec.split!r}) lacks column(s) "
@@ -262,8 +297,11 @@ def load_task_rows(task: str, language: str, data_dir: str | None = None, limit:
             skipped += 1
         else:
             rows.append(row)
+            if local is not None:
+                used[local.file_of_row[number]] += 1
     if not rows:
         after = f" after --limit {limit}" if limit is not None else ""
         raise BloomzTuneError(f"{spec.title} {language} ({where}, split {spec.split!r}) has no labelled rows{after}")
+    files = [file_record(local.folder, f, n) for f, n in zip(local.files, used)] if local is not None else []
     return {"rows": rows, "skipped": skipped, "source": str(where), "split": spec.split,
-            "config": spec.configs[language]}
+            "config": spec.configs[language], "files": files}
