@@ -270,7 +270,7 @@ SANITY_PROMPTS = [
 
 
 def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts: int = 5,
-                  data_dirs: dict | None = None) -> dict:
+                  data_dirs: dict | None = None, data_revisions: dict | None = None) -> dict:
     """Check the request and load every dataset before any model runs: {(task, language): loaded rows}.
 
     Raises BloomzTuneError for an unknown task or language, a bad --data-dir, a missing split or column, too
@@ -285,7 +285,8 @@ def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts:
     for task, langs in plan.items():
         for language in langs:
             prompts_for(task, language, prompts)
-            loaded[(task, language)] = load_task_rows(task, language, data_dirs.get(task), limit)
+            loaded[(task, language)] = load_task_rows(task, language, data_dirs.get(task), limit,
+                                                      (data_revisions or {}).get(task))
     return loaded
 
 
