@@ -97,7 +97,7 @@ class RepoView:
     default: str | None = None  # the config datasets uses when none is named
     script: str | None = None  # the loading script that makes datasets 4+ refuse the repository
     error: str | None = None  # why the repository could not be read
-    export: dict[str, list[str]] | None = None  # the parquet export's configs -> splits (None: no export seen)
+    export: dict[str, list[str]] | None = None  # its parquet export's configs -> splits (None: none seen)
 
 
 def repo_view(repo: str, revision: str | None = None, with_export: bool = True) -> RepoView:
@@ -108,8 +108,8 @@ def repo_view(repo: str, revision: str | None = None, with_export: bool = True) 
     except _Unreachable as err:
         view.error = str(err)
         return view
-    if revision == PARQUET_EXPORT:
-        view.configs = _export_configs(view.files)
+    if revision == PARQUET_EXPORT:  # configs are its folders; splits as datasets infers them with data_dir set
+        view.configs = {name: _inferred_splits(f"{base}/{name}") for name in _export_configs(view.files)}
         return view
     script = f"{repo.split('/')[-1]}.py"
     if script in view.files:
@@ -145,12 +145,12 @@ def verdict(view: RepoView, config: str | None, splits: list[str], data_dir: str
         key = "data_dir" if view.revision == PARQUET_EXPORT else "name"
         return Verdict("missing config", f"{at} has {what}", f"set `{key}` to one of: {have}")
     have = view.configs[chosen]
-    missing = [s for s in splits if s not in have and f"partial-{s}" not in have]
+    missing = [s for s in splits if s not in have]
     if missing:
         return Verdict("missing split", f"{at} config {chosen!r} has no split {', '.join(missing)}",
                        f"choose among: {', '.join(have)}")
-    partial = [s for s in splits if s not in have]
-    note = f" (partial export of {', '.join(partial)}: the converter's first part only)" if partial else ""
+    partial = view.revision == PARQUET_EXPORT and any(f.startswith(f"{chosen}/partial-") for f in view.files)
+    note = " (a partial export: the converter kept only the first part of a large split)" if partial else ""
     return Verdict("loads", f"{at} config {chosen!r}: {', '.join(splits)}{note}")
 
 
@@ -208,19 +208,24 @@ def _list_files(repo: str, revision: str | None) -> tuple[list[str], str]:
     return files, str(folder)
 
 
-def _export_configs(files: list[str]) -> dict[str, list[str]]:
-    configs: dict[str, list[str]] = {}
-    for f in files:
-        parts = f.split("/")
-        if len(parts) >= 3 and f.endswith(".parquet") and parts[1] not in configs.setdefault(parts[0], []):
-            configs[parts[0]].append(parts[1])
-    return configs
+def _export_configs(files: list[str]) -> list[str]:
+    """The export's configs: the top folders holding ``<split>/NNNN.parquet`` files."""
+    return sorted({f.split("/")[0] for f in files if f.endswith(".parquet") and f.count("/") >= 2})
+
+
+def _inferred_splits(base: str) -> list[str]:
+    """The splits datasets finds under ``base`` (split-named files or folders; else everything is train)."""
+    from datasets.data_files import get_data_patterns
+    from datasets.exceptions import DataFilesNotFoundError
+
+    try:
+        return [str(split) for split in get_data_patterns(base)]
+    except (DataFilesNotFoundError, FileNotFoundError):
+        return []
 
 
 def _configs(repo: str, revision: str | None, files: list[str], base: str) -> tuple[dict[str, list[str]], str | None]:
     """configs -> splits as datasets infers them: the README's ``configs:`` section, else the file layout."""
-    from datasets.data_files import get_data_patterns
-    from datasets.exceptions import DataFilesNotFoundError
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard, hf_hub_download
 
@@ -233,17 +238,11 @@ def _configs(repo: str, revision: str | None, files: list[str], base: str) -> tu
         defaults = [name for name, cfg in metadata.items() if cfg.get("default")]
         default = defaults[0] if defaults else (next(iter(configs)) if len(configs) == 1 else None)
         return configs, default
-    try:
-        splits = list(get_data_patterns(base))
-    except (DataFilesNotFoundError, FileNotFoundError):
-        return {}, None
-    return {"default": splits}, "default"
+    splits = _inferred_splits(base)
+    return ({"default": splits}, "default") if splits else ({}, None)
 
 
 def _metadata_splits(cfg: dict, base: str) -> list[str]:
-    from datasets.data_files import get_data_patterns
-    from datasets.exceptions import DataFilesNotFoundError
-
     data_files = cfg.get("data_files")
     if isinstance(data_files, list) and data_files and isinstance(data_files[0], dict):
         return [d["split"] for d in data_files]
@@ -251,7 +250,4 @@ def _metadata_splits(cfg: dict, base: str) -> list[str]:
         return list(data_files)
     if data_files:
         return ["train"]
-    try:
-        return list(get_data_patterns(f"{base}/{cfg['data_dir']}" if cfg.get("data_dir") else base))
-    except (DataFilesNotFoundError, FileNotFoundError):
-        return []
+    return _inferred_splits(f"{base}/{cfg['data_dir']}" if cfg.get("data_dir") else base)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bloomz_tune.hubdata import repo_view, verdict
+from bloomz_tune.hubdata import PARQUET_EXPORT, repo_view, verdict
 from bloomz_tune.tasks.table import TASKS, resolve_tasks, task_data_dirs
 
 
@@ -43,7 +43,11 @@ def check_tasks(tasks=None, languages=None, data_dirs: dict | None = None, data_
             lang, shown = bad[0] if bad else verdicts[0]
             detail = f"{len(langs)} languages, e.g. {shown.detail}" if not bad else f"{lang}: {shown.detail}" + (
                 f" (and {len(bad) - 1} more languages)" if len(bad) > 1 else "")
-            rows.append({**row, "status": shown.status, "detail": detail, "fix": shown.fix})
+            fix = shown.fix
+            if shown.status == "script only" and view.export:
+                fix = (f"read its parquet export: --data-revision {task}={PARQUET_EXPORT} (export configs: "
+                       f"{', '.join(sorted(view.export))})")
+            rows.append({**row, "status": shown.status, "detail": detail, "fix": fix})
     failed = sum(r["status"] not in ("loads", "local", "not checked") for r in rows)
     table = ["| task | reads | status | detail | fix |", "|---|---|---|---|---|"]
     table += [f"| {r['task']} | {r['reads']} | {r['status']} | {r['detail']} | {r['fix']} |" for r in rows]
