@@ -69,13 +69,13 @@ def show_mixture(built_dir: str | Path, samples_per_task: int = 2) -> str:
     return show(built_dir, samples_per_task)
 
 
-def check_mixture(spec: str | Path, online: bool = False) -> dict:
+def check_mixture(spec: str | Path, online: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Will every source of a mixture spec load? The spec is validated (ConfigError listing every problem); with
     ``online`` each Hub source's repository is asked (configs, splits; no data downloaded). Returns the rows (source,
     what it reads, status, detail, fix), the number that would fail, and the table as Markdown."""
     from bloomz_tune.mixture.check import check_mixture as check
 
-    return check(spec, online)
+    return check(spec, online, overrides)
 
 
 def check_tasks(tasks=None, languages=None, data_dirs: dict | None = None, data_revisions: dict | None = None,

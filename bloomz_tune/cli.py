@@ -75,6 +75,7 @@ def mixture_parser() -> argparse.ArgumentParser:
                     "splits; no data downloaded) and print a verdict per source: loads, script only, missing "
                     "config, missing split, no data files, unreachable, with the fix. Exit code 2 if any fails.")
     k.add_argument("spec", help="mixture spec (YAML)")
+    k.add_argument("overrides", nargs="*", help="key=value overrides, e.g. promptsource=PATH/TO/CHECKOUT")
     k.add_argument("--online", action="store_true", help="ask the Hub (with HF_HUB_OFFLINE=1: the Hub cache)")
     s = sub.add_parser("show", help="print a build's datasheet and sample rows")
     s.add_argument("dir", help="a built mixture directory")
@@ -106,7 +107,7 @@ def mixture(argv: list[str]) -> int:
                                 tokenizer=args.tokenizer, overwrite=args.overwrite)
         print0(f"wrote {out} (datasheet: {out / DATASHEET_MD})")
     elif args.command == "check":
-        report = api.check_mixture(args.spec, online=args.online)
+        report = api.check_mixture(args.spec, online=args.online, overrides=args.overrides)
         print0(report["markdown"])
         if report["failed"]:
             raise BloomzTuneError(f"{report['failed']} source(s) of {args.spec} would not load; see the fix column")

@@ -97,6 +97,7 @@ class RepoView:
     default: str | None = None  # the config datasets uses when none is named
     script: str | None = None  # the loading script that makes datasets 4+ refuse the repository
     error: str | None = None  # why the repository could not be read
+    error_fix: str = ""  # ... and what to do about it
     export: dict[str, list[str]] | None = None  # its parquet export's configs -> splits (None: none seen)
 
 
@@ -106,7 +107,7 @@ def repo_view(repo: str, revision: str | None = None, with_export: bool = True) 
     try:
         view.files, base = _list_files(repo, revision)
     except _Unreachable as err:
-        view.error = str(err)
+        view.error, view.error_fix = err.args
         return view
     if revision == PARQUET_EXPORT:  # configs are its folders; splits as datasets infers them with data_dir set
         view.configs = {name: _inferred_splits(f"{base}/{name}") for name in _export_configs(view.files)}
@@ -126,8 +127,7 @@ def verdict(view: RepoView, config: str | None, splits: list[str], data_dir: str
     """Whether ``config`` and ``splits`` load from ``view``, and if not, the fix."""
     at = f"{view.repo}@{view.revision or 'main'}"
     if view.error:
-        return Verdict("unreachable", view.error, "check the id and revision, the network, and HF_TOKEN for a gated "
-                                                  "dataset; or download the files and read them from a local folder")
+        return Verdict("unreachable", view.error, view.error_fix)
     if view.script:
         return Verdict("script only", f"{at} holds the loading script {view.script}, which datasets 4+ refuses",
                        _export_fix(view, config))
@@ -166,7 +166,13 @@ def _export_fix(view: RepoView, config: str | None) -> str:
 
 
 class _Unreachable(Exception):
-    pass
+    """(why, fix)"""
+
+    def __init__(self, why: str, fix: str):
+        super().__init__(why, fix)
+
+
+LOCAL_COPY = "or download its files and read them from a local folder"
 
 
 def _list_files(repo: str, revision: str | None) -> tuple[list[str], str]:
@@ -186,24 +192,27 @@ def _list_files(repo: str, revision: str | None) -> tuple[list[str], str]:
         info = HfApi().dataset_info(repo, revision=revision)
         return files, f"hf://datasets/{repo}@{info.sha}"
     except HFValidationError as err:
-        raise _Unreachable(f"{repo!r} is not a valid repository id ({str(err).splitlines()[0]})") from None
+        raise _Unreachable(f"{repo!r} is not a valid repository id ({str(err).splitlines()[0]})",
+                           "give the dataset's owner/name") from None
     except RevisionNotFoundError:
-        raise _Unreachable(f"{repo} has no revision {revision!r}") from None
+        raise _Unreachable(f"{repo} has no revision {revision!r}", "correct the revision (a branch, tag or commit)"
+                           ) from None
     except GatedRepoError:
-        raise _Unreachable(f"{repo} is gated: accept its terms on the Hub and set HF_TOKEN") from None
+        raise _Unreachable(f"{repo} is gated", f"accept its terms on the Hub and set HF_TOKEN, {LOCAL_COPY}") from None
     except RepositoryNotFoundError:
-        raise _Unreachable(f"{repo} does not exist on the Hub (or is private)") from None
+        raise _Unreachable(f"{repo} does not exist on the Hub (or is private)",
+                           f"check the id (moved datasets: bloomz_tune.hubdata.MOVED), {LOCAL_COPY}") from None
     except Exception as err:  # noqa: BLE001 - offline, or the network failed: look in the Hub cache
         offline = isinstance(err, (OfflineModeIsEnabled, ConnectionError)) or any(
             word in type(err).__name__.lower() for word in ("connect", "timeout"))
         if not offline:
-            raise _Unreachable(f"{repo}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                               ) from None
+            raise _Unreachable(f"{repo}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                               f"check the id and the network, {LOCAL_COPY}") from None
     try:
         folder = Path(snapshot_download(repo, repo_type="dataset", revision=revision, local_files_only=True))
     except (LocalEntryNotFoundError, OSError, ValueError):
         raise _Unreachable(f"{repo}@{revision or 'main'}: the Hub cannot be reached and the Hub cache does not "
-                           f"hold it") from None
+                           f"hold it", f"run the check with network (HF_HUB_OFFLINE unset), {LOCAL_COPY}") from None
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
     return files, str(folder)
 

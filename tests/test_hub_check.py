@@ -198,3 +198,23 @@ def test_eval_check_names_each_tasks_verdict(hub_cache, capsys):
     assert cli.main(["eval", "--check", "--tasks", "xcopa"]) == 0  # offline: not asked
     assert "not checked" in capsys.readouterr().out
     assert cli.main(["eval", "--check", "--data-revision", "nope=main"]) == 2
+
+
+@pytest.mark.parametrize("error, says", [
+    ("RepositoryNotFoundError", "does not exist on the Hub"),
+    ("GatedRepoError", "accept its terms"),
+    ("RevisionNotFoundError", "correct the revision"),
+])
+def test_the_hubs_refusals_become_unreachable_with_their_fix(monkeypatch, error, says):
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi, errors
+
+    response = SimpleNamespace(headers={}, request=None, status_code=404)  # what the errors read of a response
+
+    def refuse(*args, **kwargs):
+        raise getattr(errors, error)("refused", response=response)
+
+    monkeypatch.setattr(HfApi, "list_repo_files", refuse)
+    found = verdict(repo_view("o/n", "v1"), None, ["train"])
+    assert found.status == "unreachable" and says in f"{found.detail} {found.fix}", found

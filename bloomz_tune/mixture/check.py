@@ -19,10 +19,10 @@ from bloomz_tune.mixture.spec import MixtureSpec, SourceSpec, load_mixture_spec
 OFFLINE_OK = ("local", "skipped", "not checked")  # what an offline check leaves standing
 
 
-def check_mixture(spec_path: str | Path, online: bool = False) -> dict:
-    """Check a spec (ConfigError listing every problem when it is invalid); returns {"spec", "online", "rows",
-    "failed", "markdown"}, one row per source: label, what is read, status, detail, fix."""
-    spec = load_mixture_spec(spec_path)
+def check_mixture(spec_path: str | Path, online: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Check a spec plus ``key=value`` overrides (ConfigError listing every problem when it is invalid); returns
+    {"spec", "online", "rows", "failed", "markdown"}, one row per source: label, what is read, status, detail, fix."""
+    spec = load_mixture_spec(spec_path, overrides)
     views: dict[tuple[str, str | None], RepoView] = {}
     rows = [_source_row(spec, src, online, views) for src in spec.sources]
     failed = [r for r in rows if r["status"] not in ("loads", *OFFLINE_OK)]
@@ -84,7 +84,7 @@ def _hub_files_verdict(patterns: list[str], revision: str | None, views: dict) -
             views[key] = repo_view(*key, with_export=False)
         view = views[key]
         if view.error:
-            return Verdict("unreachable", view.error, "check the id, the network and HF_TOKEN; or use a local copy")
+            return Verdict("unreachable", view.error, view.error_fix)
         glob = "/".join(rest)
         matched = [f for f in view.files if fnmatch.fnmatchcase(f, glob)]
         if not matched:
