@@ -218,3 +218,22 @@ def test_the_hubs_refusals_become_unreachable_with_their_fix(monkeypatch, error,
     monkeypatch.setattr(HfApi, "list_repo_files", refuse)
     found = verdict(repo_view("o/n", "v1"), None, ["train"])
     assert found.status == "unreachable" and says in f"{found.detail} {found.fix}", found
+
+
+def test_a_tasks_revision_reaches_the_loader(monkeypatch):
+    import datasets
+
+    from bloomz_tune.tasks.table import load_task_rows
+
+    calls = []
+
+    def fake_load(**kwargs):
+        calls.append(kwargs)
+        return [{"input_sentence_1": "a", "input_sentence_2": "b", "input_sentence_3": "c", "input_sentence_4": "d",
+                 "sentence_quiz1": "e", "sentence_quiz2": "f", "answer_right_ending": 1}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    load_task_rows("xstorycloze", "zh", revision=PARQUET_EXPORT)
+    load_task_rows("xstorycloze", "zh")
+    assert calls == [{"path": "juletxara/xstory_cloze", "data_dir": "zh", "revision": PARQUET_EXPORT, "split": "eval"},
+                     {"path": "juletxara/xstory_cloze", "name": "zh", "split": "eval"}]
