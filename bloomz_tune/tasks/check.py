@@ -20,7 +20,7 @@ def check_tasks(tasks=None, languages=None, data_dirs: dict | None = None, data_
     plan = resolve_tasks(tasks, languages)
     dirs = task_data_dirs(data_dirs)
     revisions = data_revisions or {}
-    rows = []
+    rows, views = [], {}
     for task, langs in plan.items():
         spec = TASKS[task]
         revision = revisions.get(task, spec.revision)
@@ -37,7 +37,9 @@ def check_tasks(tasks=None, languages=None, data_dirs: dict | None = None, data_
         elif not online:
             rows.append({**row, "status": "not checked", "detail": "a Hub dataset", "fix": "add --online"})
         else:
-            view = repo_view(spec.path, revision)
+            if (spec.path, revision) not in views:  # CB, RTE and COPA share one repository: asked once
+                views[(spec.path, revision)] = repo_view(spec.path, revision)
+            view = views[(spec.path, revision)]
             verdicts = [(lang, verdict(view, spec.configs[lang], [spec.split])) for lang in langs]
             bad = [(lang, v) for lang, v in verdicts if not v.ok]
             lang, shown = bad[0] if bad else verdicts[0]
