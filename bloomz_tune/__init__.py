@@ -28,7 +28,8 @@ from bloomz_tune.errors import BloomzTuneError, ConfigError
 from bloomz_tune.recipe import DataSection, EvalSection, Recipe, load_recipe, recipe_from_dict
 from bloomz_tune.version import __version__
 
-__all__ = ["__version__", "Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "show_mixture", "check_contamination",
+__all__ = ["__version__", "Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "show_mixture", "check_mixture",
+           "check_contamination", "check_tasks",
            "train", "estimate", "evaluate", "merge", "generate", "push", "BloomzTuneError", "ConfigError"]
 
 
@@ -68,6 +69,24 @@ def show_mixture(built_dir: str | Path, samples_per_task: int = 2) -> str:
     return show(built_dir, samples_per_task)
 
 
+def check_mixture(spec: str | Path, online: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Will every source of a mixture spec load? The spec is validated (ConfigError listing every problem); with
+    ``online`` each Hub source's repository is asked (configs, splits; no data downloaded). Returns the rows (source,
+    what it reads, status, detail, fix), the number that would fail, and the table as Markdown."""
+    from bloomz_tune.mixture.check import check_mixture as check
+
+    return check(spec, online, overrides)
+
+
+def check_tasks(tasks=None, languages=None, data_dirs: dict | None = None, data_revisions: dict | None = None,
+                online: bool = False) -> dict:
+    """Will every evaluation dataset ``evaluate`` would read load? Rows per task (what it reads, status, detail,
+    fix), the number that would fail, and the table as Markdown; ``online`` asks the Hub."""
+    from bloomz_tune.tasks.check import check_tasks as check
+
+    return check(tasks, languages, data_dirs, data_revisions, online)
+
+
 def check_contamination(built_dir: str | Path, tasks=None, languages=None, data_dirs: dict | None = None, *,
                         split: str | None = None, ngram: int | None = None, num_proc: int = 1) -> dict:
     """Evaluation examples sharing an n-gram with the build's training rows (docs/contamination.md).
@@ -88,11 +107,13 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
              batch_size: int = EvalSection.batch_size, max_length: int = EvalSection.max_length,
              data_dirs: dict | None = None, length_normalize: bool = EvalSection.length_normalize,
              generation: bool = EvalSection.generation, dtype: str = "auto", device: str | None = None,
-             revision: str | None = None, trust_remote_code: bool = False, model_name: str | None = None) -> dict:
+             revision: str | None = None, trust_remote_code: bool = False, model_name: str | None = None,
+             data_revisions: dict | None = None) -> dict:
     """Zero-shot rank classification on held-out tasks, scored as BLOOMZ was.
 
     ``model``: a Hub id, a model folder or a LoRA adapter folder (loaded with its tokenizer; ``dtype``,
-    ``device``, ``revision``, ``trust_remote_code`` apply), or a loaded model together with ``tokenizer``. The
+    ``device``, ``revision``, ``trust_remote_code`` apply), or a loaded model together with ``tokenizer``.
+    ``data_revisions`` ({task: revision}) reads a task's Hub dataset at another revision than the table's. The
     options mean what the recipe's ``eval`` keys of the same names mean. Every task's data is loaded and checked
     before the model. Writes results.json/.md and accuracy.png when ``output_dir`` is given; returns the results.
     """
@@ -101,7 +122,7 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
 
     if not isinstance(model, (str, Path)) and tokenizer is None:
         raise BloomzTuneError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
-    prepared = prepare_tasks(tasks, languages, limit, prompts, data_dirs)  # bad task data fails before the model
+    prepared = prepare_tasks(tasks, languages, limit, prompts, data_dirs, data_revisions)  # bad task data fails before the model
     if isinstance(model, (str, Path)):
         model_name = model_name or str(model)
         model, tokenizer = load_for_eval(str(model), dtype, device, revision, trust_remote_code)

@@ -3,8 +3,10 @@
     bloomz-tune train RECIPE.yaml [section.key=value ...]      fine-tune (same as bloomz_tune/finetune.py)
     bloomz-tune mixture build SPEC.yaml [--output DIR]         build an xP3-style mixture (into the cache)
     bloomz-tune mixture show DIR                               print a built mixture's datasheet and samples
+    bloomz-tune mixture check SPEC.yaml [--online]             will every source load? (before a long build)
     bloomz-tune mixture contamination DIR --tasks xnli,xcopa   evaluation examples overlapping its training rows
     bloomz-tune eval MODEL --tasks xnli,xcopa --output DIR     zero-shot evaluation
+    bloomz-tune eval --check [--online] [--tasks ...]          will every evaluation dataset load?
     bloomz-tune push RUN_DIR --repo-id you/name [--merged]     push adapter (or merged model) + card to the Hub
     bloomz-tune merge RUN_DIR --output DIR                     merge a LoRA adapter into its base model
     bloomz-tune generate MODEL "prompt" [--interactive]        greedy answers from a model or adapter
@@ -29,7 +31,7 @@ from bloomz_tune.mixture.datasheet import CONTAMINATION_KEY, DATASHEET_JSON, DAT
 from bloomz_tune.mixture.spec import spec_help
 from bloomz_tune.recipe import DTYPE_CHOICES, DataSection, EvalSection, parse_train_argv
 from bloomz_tune.runtime import print0
-from bloomz_tune.tasks.table import MULTILINGUAL_TASKS, TASKS, parse_data_dirs
+from bloomz_tune.tasks.table import MULTILINGUAL_TASKS, TASKS, parse_data_dirs, parse_task_values
 from bloomz_tune.training.estimate import GPUS, format_estimate
 
 DTYPE_HELP = f"{', '.join(DTYPE_CHOICES)} (default: %(default)s)"
@@ -66,6 +68,15 @@ def mixture_parser() -> argparse.ArgumentParser:
                    help="tokenizer (Hub id or folder) whose token counts are stored beside the build "
                         "(default: the spec's tokenizer, if any)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing build instead of keeping it")
+    k = sub.add_parser(
+        "check", help="will every source of a spec load? (validation offline; --online asks the Hub)",
+        description="Validate a spec as a build would (schema, Hub ids, templates, held-out datasets) and place each "
+                    "source. With --online, ask the Hub for each source's repository at its revision (configs, "
+                    "splits; no data downloaded) and print a verdict per source: loads, script only, missing "
+                    "config, missing split, no data files, unreachable, with the fix. Exit code 2 if any fails.")
+    k.add_argument("spec", help="mixture spec (YAML)")
+    k.add_argument("overrides", nargs="*", help="key=value overrides, e.g. promptsource=PATH/TO/CHECKOUT")
+    k.add_argument("--online", action="store_true", help="ask the Hub (with HF_HUB_OFFLINE=1: the Hub cache)")
     s = sub.add_parser("show", help="print a build's datasheet and sample rows")
     s.add_argument("dir", help="a built mixture directory")
     s.add_argument("--samples", type=int, default=2, help="samples per task cluster (default: %(default)s)")
@@ -95,6 +106,11 @@ def mixture(argv: list[str]) -> int:
         out = api.build_mixture(args.spec, output_dir=args.output, cache=args.cache, num_proc=args.num_proc,
                                 tokenizer=args.tokenizer, overwrite=args.overwrite)
         print0(f"wrote {out} (datasheet: {out / DATASHEET_MD})")
+    elif args.command == "check":
+        report = api.check_mixture(args.spec, online=args.online, overrides=args.overrides)
+        print0(report["markdown"])
+        if report["failed"]:
+            raise BloomzTuneError(f"{report['failed']} source(s) of {args.spec} would not load; see the fix column")
     elif args.command == "contamination":
         report = api.check_contamination(args.dir, args.tasks, args.languages, parse_data_dirs(args.data_dir),
                                          split=args.split, ngram=args.ngram, num_proc=args.num_proc)
@@ -113,11 +129,11 @@ def eval_parser() -> argparse.ArgumentParser:
         prog="bloomz-tune eval",
         description="Zero-shot rank classification on BLOOMZ's held-out tasks; writes results.json, results.md "
                     "and accuracy.png.")
-    parser.add_argument("model", help="Hub id, local model folder, or LoRA adapter folder")
+    parser.add_argument("model", nargs="?", help="Hub id, local model folder, or LoRA adapter folder")
     parser.add_argument("--tasks", default=",".join(MULTILINGUAL_TASKS), help=TASKS_HELP)
     parser.add_argument("--languages", default=None, help="comma list (default: each task's languages in the BLOOMZ "
                                                           "paper)")
-    parser.add_argument("--output", required=True, help="folder for results.json, results.md, accuracy.png")
+    parser.add_argument("--output", help="folder for results.json, results.md, accuracy.png (required to evaluate)")
     parser.add_argument("--limit", type=int, default=EvalSection.limit, help="at most N examples per task and "
                                                                             "language")
     parser.add_argument("--prompts", type=int, default=EvalSection.prompts,
@@ -136,18 +152,35 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-generation", dest="generation", action="store_false", default=EvalSection.generation,
                         help="skip the greedy generation sanity check")
     parser.add_argument("--revision", default=None, help="Hub revision of MODEL")
+    parser.add_argument("--data-revision", action="append", default=[], metavar="TASK=REV",
+                        help="read TASK's Hub dataset at REV (e.g. refs/convert/parquet, its parquet export) instead "
+                             "of the task table's revision; repeat for several tasks")
+    parser.add_argument("--check", action="store_true",
+                        help="check that every task's data would load, and stop (no model needed)")
+    parser.add_argument("--online", action="store_true", help="with --check: ask the Hub (configs, splits)")
     parser.add_argument("--trust-remote-code", action="store_true")
     return parser
 
 
 def evaluate(argv: list[str]) -> int:
     args = eval_parser().parse_args(argv)
+    data_revisions = parse_task_values(args.data_revision)
+    if args.check:
+        report = api.check_tasks(args.tasks, args.languages, parse_data_dirs(args.data_dir), data_revisions,
+                                 online=args.online)
+        print0(report["markdown"])
+        if report["failed"]:
+            raise BloomzTuneError(f"{report['failed']} task(s) would not load; see the fix column")
+        return 0
+    if not args.model or not args.output:
+        raise BloomzTuneError("eval needs MODEL and --output (or --check to check the data only)")
     setup_logging()
     results = api.evaluate(args.model, args.tasks, args.languages, output_dir=args.output, limit=args.limit,
                            prompts=args.prompts, batch_size=args.batch_size, max_length=args.max_length,
                            data_dirs=parse_data_dirs(args.data_dir), length_normalize=args.length_normalize,
                            generation=args.generation, dtype=args.dtype, device=args.device,
-                           revision=args.revision, trust_remote_code=args.trust_remote_code)
+                           revision=args.revision, trust_remote_code=args.trust_remote_code,
+                           data_revisions=data_revisions)
     for r in results["tasks"].values():
         medians = ", ".join(f"{lang} {100 * v['median']:.2f}" for lang, v in r["languages"].items())
         print0(f"{r['title']}: mean of medians {100 * r['mean_of_medians']:.2f} ({medians})")

@@ -88,7 +88,8 @@ def run(recipe: Recipe) -> dict:
     zero_shot_data = None
     if recipe.eval.tasks:
         e = recipe.eval
-        zero_shot_data = prepare_tasks(e.tasks, e.languages or None, e.limit, e.prompts, e.data_dirs)
+        zero_shot_data = prepare_tasks(e.tasks, e.languages or None, e.limit, e.prompts, e.data_dirs,
+                                       e.data_revisions)
     run_dir = Path(recipe.output_dir).expanduser()
     checkpoint = resolve_resume(run_dir, recipe.training.resume_from_checkpoint, say=print0)
     check_fresh_start(run_dir, recipe.training.resume_from_checkpoint, checkpoint, recipe.overwrite_output_dir)

@@ -233,6 +233,9 @@ class EvalSection:
     """Also write a few greedy answers to sanity prompts beside the scores."""
     data_dirs: dict[str, str] = field(default_factory=dict)
     """Local folders for tasks, e.g. {xstorycloze: /data/xstory_cloze}."""
+    data_revisions: dict[str, str] = field(default_factory=dict)
+    """Hub revisions to read tasks at instead of the task table's, e.g. {xstorycloze: refs/convert/parquet} (the
+    parquet export of a repository whose main branch holds only a loading script)."""
 
 
 @dataclass

@@ -110,6 +110,19 @@ def test_cap_per_template_and_split(tmp_path):
     assert read_datasheet(out)["processing"]["capped"] == 3 * (6 - 2)
 
 
+def test_a_skipped_source_is_left_out_and_listed(tmp_path, capsys):
+    ag = src(FIX / "ag_news", "en", "topic_classification", TEMPLATES / "ag_news.yaml", cap=2)
+    gone = src("owner/script-only", "en", "topic_classification", TEMPLATES / "ag_news.yaml",
+               skip="only a loading script on main", label="gone")
+    out = build_mixture(write_spec(tmp_path, [ag, gone]), tmp_path / "out")
+    assert {r["source"] for r in rows(load_built_mixture(out))} == {str(FIX / "ag_news")}
+    sheet = read_datasheet(out)
+    assert "gone: only a loading script on main" in sheet["not_yet_covered"] and not sheet["warnings"]
+    assert "source 'gone' left out: only a loading script on main" in capsys.readouterr().out
+    with pytest.raises(BloomzTuneError, match="could not load"):  # control: without skip, the build stops
+        build_mixture(write_spec(tmp_path, [ag, {**gone, "skip": None}], name="u"), tmp_path / "u")
+
+
 def _many_rows(folder: Path, language: str, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "train.jsonl").open("w") as f:

@@ -4,6 +4,7 @@ documents every key."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 import sys
@@ -106,7 +107,11 @@ def test_xp3_promptsource_covers_xp3s_clusters(tmp_path):
         "multilingual_qa", "extractive_qa", "closed_book_qa", "multiple_choice_qa", "paraphrase", "sentiment",
         "topic_classification", "structure_to_text", "summarization", "translation", "word_sense", "program_synthesis"}
     names = {s.dataset or s.path for s in spec.sources}
-    assert {"google/xquad", "mlqa", "GEM/xlsum", "facebook/flores", "pasinit/xlwic", "Muennighoff/mbpp"} <= names
+    assert {"google/xquad", "facebook/mlqa", "GEM/xlsum", "facebook/flores", "pasinit/xlwic", "Muennighoff/mbpp"} <= names
+    # every source read is named owner/name; the ones left out say why
+    assert all("/" in s.path for s in spec.sources if not s.skip)
+    skipped = {s.path for s in spec.sources if s.skip}
+    assert {"khalidalt/tydiqa-primary", "Helsinki-NLP/tatoeba_mt"} <= skipped and "rajpurkar/squad_v2" not in skipped
 
 
 def test_published_xp3_reads_data_files_by_language():
@@ -114,7 +119,11 @@ def test_published_xp3_reads_data_files_by_language():
     assert spec.language_weights == BLOOMZ_LANGUAGE_WEIGHTS
     for s in spec.sources:
         assert s.prompted and s.path == "json"
-        assert s.data_files == f"hf://datasets/bigscience/xP3/{s.language}/*.jsonl"
+        assert s.data_files == f"hf://datasets/bigscience/xP3/{s.language}/xp3_*.jsonl"
+        # the per-dataset files, never the merged file beside them (the same rows twice)
+        pattern = s.data_files.removeprefix(f"hf://datasets/bigscience/xP3/{s.language}/")
+        assert fnmatch.fnmatchcase("xp3_ag_news_None_train_classify_question_first.jsonl", pattern)
+        assert not fnmatch.fnmatchcase(f"merged_{s.language}.jsonl", pattern)
 
 
 def _held_out_references():
@@ -143,9 +152,13 @@ def test_every_evaluation_task_is_refused_in_a_training_mixture(tmp_path):
         assert found is not None and (found.path, found.aliases) == (task.path, task.aliases), (task.name, path)
         assert any(p.startswith(f"sources[{i}]: s{i} is the held-out evaluation dataset {found.title} ")
                    for p in err.value.problems), (task.name, path)
-    assert len(err.value.problems) == len(refs)
+    bare = [i for i, (_, path, _) in enumerate(refs) if "/" not in path]  # aliases such as super_glue
+    assert len(err.value.problems) == len(refs) + len(bare)
+    assert all(any(p.startswith(f"sources[{i}].path: ") and "no longer resolves" in p for p in err.value.problems)
+               for i in bare)
+    sources = [s for i, s in enumerate(sources) if i not in bare]
     spec.write_text(yaml.safe_dump({"name": "held_out", "include_held_out": True, "sources": sources}))
-    assert len(load_mixture_spec(spec).sources) == len(refs)
+    assert len(load_mixture_spec(spec).sources) == len(refs) - len(bare)
 
 
 def test_unknown_source_key_suggests_the_near_one(tmp_path):

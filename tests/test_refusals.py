@@ -118,6 +118,14 @@ def _json_spec(tmp, data):
     return argv
 
 
+def hub_source(tmp, path: str, command: str = "build"):
+    """The one-source spec with its source read from the Hub id ``path``; `mixture build` or `mixture check`."""
+    argv = spec(tmp, "{{ text }}")
+    text = (tmp / "spec.yaml").read_text().replace(f"path: {FIXTURES / 'mixture' / 'imdb'}", f"path: {path}")
+    (tmp / "spec.yaml").write_text(text)
+    return argv if command == "build" else ["mixture", "check", str(tmp / "spec.yaml"), "--online"]
+
+
 def source_files(tmp, content: str):
     """A spec whose source folder holds one JSON-lines file with ``content``."""
     make_file(tmp / "rows" / "train.jsonl", content)
@@ -226,6 +234,11 @@ CASES = [
     ("eval data folder missing", lambda t, m: train(t, "eval.tasks=[xcopa]", f"eval.data_dirs={{xcopa: {t / 'x'}}}"),
      ["xcopa", "does not exist"]),
     ("eval unknown task", lambda t, m: ["eval", str(m), "--tasks", "nope", "--output", str(t / "e")], ["nope"]),
+    ("eval without a model", lambda t, m: ["eval", "--tasks", "xcopa"], ["eval needs MODEL and --output", "--check"]),
+    ("eval data revision not TASK=REV", lambda t, m: ["eval", "--check", "--data-revision", "xcopa"],
+     ["--data-revision expects TASK=REV", "'xcopa'"]),
+    ("eval check, dataset not reachable", lambda t, m: ["eval", "--check", "--online", "--tasks", "xcopa"],
+     ["1 task(s) would not load"]),
     ("eval model path missing", lambda t, m: ["eval", str(t / "runs" / "final"), "--tasks", "xcopa", "--languages",
                                               "zh", "--data-dir", f"xcopa={FIXTURES / 'eval' / 'xcopa'}",
                                               "--output", str(t / "e")],
@@ -268,6 +281,10 @@ CASES = [
      ["already exists"]),
     ("contamination unknown task", lambda t, m: contamination(t, "--tasks", "xcopa,nope", build=False),
      ["unknown task 'nope'", "valid tasks: xnli, xcopa"]),
+    ("mixture source id without an owner", lambda t, m: hub_source(t, "trec"),
+     ["sources[0].path: 'trec'", "no longer resolves", "'CogComp/trec'"]),
+    ("mixture check, source not reachable", lambda t, m: hub_source(t, "owner/absent", "check"),
+     ["1 source(s)", "would not load"]),
     ("contamination not a build", lambda t, m: contamination(t, build=False), ["is not a finished mixture build"]),
     ("contamination corrupt row", lambda t, m: contamination(t, "--data-dir", f"xcopa={corrupt_xcopa(t)}"),
      ["val.zh.jsonl:2: not valid JSON"]),

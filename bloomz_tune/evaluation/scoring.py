@@ -32,7 +32,7 @@ from bloomz_tune.evaluation.report import aggregate, write_results
 from bloomz_tune.model.bloom import causal_lm, enable_selected_logits
 from bloomz_tune.runtime import is_main_process, print0
 from bloomz_tune.seam import cache_keyword, output_cache
-from bloomz_tune.tasks.table import load_task_rows, prompts_for, resolve_tasks, task_data_dirs
+from bloomz_tune.tasks.table import TASKS, load_task_rows, prompts_for, resolve_tasks, task_data_dirs
 from bloomz_tune.tokens.tokenizing import target_text
 
 
@@ -270,7 +270,7 @@ SANITY_PROMPTS = [
 
 
 def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts: int = 5,
-                  data_dirs: dict | None = None) -> dict:
+                  data_dirs: dict | None = None, data_revisions: dict | None = None) -> dict:
     """Check the request and load every dataset before any model runs: {(task, language): loaded rows}.
 
     Raises BloomzTuneError for an unknown task or language, a bad --data-dir, a missing split or column, too
@@ -281,11 +281,16 @@ def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts:
         raise BloomzTuneError(f"limit must be a positive number of examples, got {limit}")
     plan = resolve_tasks(tasks, languages)
     data_dirs = task_data_dirs(data_dirs)
+    unknown = sorted(set(data_revisions or {}) - set(TASKS))
+    if unknown:
+        raise BloomzTuneError(f"data revision given for unknown task(s) {', '.join(unknown)}; valid tasks: "
+                              f"{', '.join(TASKS)}")
     loaded = {}
     for task, langs in plan.items():
         for language in langs:
             prompts_for(task, language, prompts)
-            loaded[(task, language)] = load_task_rows(task, language, data_dirs.get(task), limit)
+            loaded[(task, language)] = load_task_rows(task, language, data_dirs.get(task), limit,
+                                                      (data_revisions or {}).get(task))
     return loaded
 
 

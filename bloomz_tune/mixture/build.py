@@ -119,6 +119,9 @@ def load_sources(spec: MixtureSpec, work: Path, fingerprint: str, progress: bool
 
     loaded, problems = [], []
     for si, src in enumerate(tqdm(spec.sources, desc="load sources", disable=not progress or not is_main_process())):
+        if src.skip:
+            print0(f"source {src.label!r} left out: {src.skip}")
+            continue
         if src.format != "datasets":  # a published release: one source per (dataset, prompt, split) it names
             loaded += [LoadedSource(si, part.spec, [part.template], [LoadedSplit(part.split, part.rows)])
                        for part in read_release(spec, si, src, work)]
@@ -299,7 +302,7 @@ def output_features():
 def _empty_source_warnings(spec: MixtureSpec, parts: list[Part]) -> list[str]:
     out = []
     for si, src in enumerate(spec.sources):
-        if sum(p.rendered for p in parts if p.source_index == si) == 0:
+        if not src.skip and sum(p.rendered for p in parts if p.source_index == si) == 0:
             msg = f"source {src.label!r} yielded zero rows (after rendering and dropping empty rows)"
             out.append(msg)
             warnings.warn(msg, stacklevel=3)

@@ -61,7 +61,7 @@ def build_datasheet(result: BuildResult) -> dict:
                    "dropped_empty": p.selected - p.rendered, "deduplicated": p.deduplicated, "train": p.train,
                    "validation": p.validation} for p in parts],
         "warnings": result.warnings,
-        "not_yet_covered": spec.not_yet_covered,
+        "not_yet_covered": spec.not_yet_covered + [f"{s.label}: {s.skip}" for s in spec.sources if s.skip],
         "spec": schema.to_dict(spec),
         "build_seconds": round(result.seconds, 2),
     }

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from bloomz_tune import schema
 from bloomz_tune.errors import ConfigError
+from bloomz_tune.hubdata import bare_id_problem, load_arguments
 from bloomz_tune.mixture import promptsource
 from bloomz_tune.mixture.languages import KNOWN_LANGUAGES
 from bloomz_tune.mixture.releases import release_source_problems
@@ -67,7 +68,15 @@ class SourceSpec:
     data_files: str | list[str] | dict[str, str | list[str]] | None = None
     """``load_dataset``'s ``data_files``: a file or glob, a list, or a mapping of split to files."""
     data_dir: str | None = None
-    """``load_dataset``'s ``data_dir``."""
+    """``load_dataset``'s ``data_dir``; with ``revision: refs/convert/parquet``, the export's config (its folder)."""
+    revision: str | None = None
+    """The Hub revision to read (a branch, tag or commit; null: main). ``refs/convert/parquet`` reads the Hub's
+    parquet export of a repository whose main branch holds only a loading script, which datasets 4+ refuses;
+    ``data_dir`` then names the export's config, whose name can differ from the script's (``default``)."""
+    skip: str | None = None
+    """Leave this source out of the build, for this reason (e.g. its Hub repository holds only a loading script
+    and has no parquet export). The build and ``mixture check`` print the reason and the datasheet lists it;
+    point ``path`` at a local copy and remove ``skip`` to include it."""
     dataset: str | None = None
     """The Hub id that a local folder or ``data_files`` mirrors (names the source, and is checked against the
     held-out evaluation datasets)."""
@@ -149,20 +158,28 @@ class SourceSpec:
             out.append("template_file: required (a template file), unless the source is `prompted`")
         if self.promptsource_prompts and self.template_file != promptsource.FROM_CHECKOUT:
             out.append(f"promptsource_prompts: only with `template_file: {promptsource.FROM_CHECKOUT}`")
+        if self.skip is not None and not self.skip.strip():
+            out.append("skip: give the reason the source is left out")
         return out
+
+    def hub_id_problem(self, spec_dir: Path | None) -> str | None:
+        """Why ``path`` names no Hub dataset (an id without an owner), unless it is a local path or a packaged
+        builder (json, parquet, ...)."""
+        from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+        path = self.loader_kwargs(spec_dir)["path"]
+        if self.skip or self.format != "datasets" or Path(path).exists() or path in _PACKAGED_DATASETS_MODULES:
+            return None
+        return bare_id_problem(path)
 
     def loader_kwargs(self, spec_dir: Path | None) -> dict[str, Any]:
         """The ``datasets.load_dataset`` arguments (a relative local path resolved against the spec's folder)."""
         path = self.path
         if spec_dir is not None and (spec_dir / path).exists():
             path = str((spec_dir / path).resolve())
-        kwargs: dict[str, Any] = {"path": path}
-        if self.name:
-            kwargs["name"] = self.name
+        kwargs: dict[str, Any] = load_arguments(path, self.name, self.revision, self.data_dir)
         if self.data_files is not None:
             kwargs["data_files"] = self.data_files
-        if self.data_dir:
-            kwargs["data_dir"] = self.data_dir
         return kwargs
 
 
@@ -255,6 +272,8 @@ class MixtureSpec:
             out.append(f"{where}.language: {src.language!r} has no entry in language_weights")
         if src.format != "datasets":
             return out + release_source_problems(where, src, self.spec_dir, self.include_held_out)
+        moved = src.hub_id_problem(self.spec_dir)
+        out += [f"{where}.path: {moved}"] if moved else []
         task, what = held_out_task(src.path, src.name, src.dataset), "is"
         if task is None:
             file, task = next(((f, t) for f in _data_file_names(src, self.spec_dir) if (t := held_out_in_name(f))),

@@ -37,6 +37,7 @@ from itertools import chain
 from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.hubdata import load_arguments
 
 # A row and where it was read: ("FILE:LINE" or "FILE row N", {column: value}).
 Located = tuple[str, dict]
@@ -474,7 +475,7 @@ def hub_rows(spec, language: str) -> Iterator[Located]:
 
     config = spec.configs[language]
     try:
-        ds = datasets.load_dataset(spec.path, config, split=spec.split)
+        ds = datasets.load_dataset(**load_arguments(spec.path, config, spec.revision), split=spec.split)
     except ValueError as err:
         text = str(err)
         if "split" in text.lower():
@@ -483,7 +484,8 @@ def hub_rows(spec, language: str) -> Iterator[Located]:
         raise BloomzTuneError(f"{spec.path}: cannot load config {config!r} for {spec.title} {language}: "
                               f"{text}") from err
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds (offline, gated, missing repo)
-        raise BloomzTuneError(f"cannot load {spec.title} ({spec.path}, config {config!r}, split {spec.split!r}): "
+        raise BloomzTuneError(f"cannot load {spec.title} ({spec.path}@{spec.revision or 'main'}, config {config!r}, "
+                              f"split {spec.split!r}): "
                               f"{type(err).__name__}: {err}. "
                               + (spec.manual.format(name=spec.name) if spec.manual else
                                  f"Without network, download it and pass --data-dir {spec.name}=FOLDER.")) from err

@@ -18,7 +18,7 @@ What each kind of task means (its columns, prompts, row normalisation, contamina
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
@@ -43,6 +43,7 @@ class TaskSpec:
     shared_repo: bool = False  # the repository holds other datasets too: only this task's configs are held out
     documented_rows: dict = field(default_factory=dict)  # split -> rows (or {language: rows}) its authors document
     release_names: tuple[str, ...] = ()  # folder and file names its releases and archives ship under
+    revision: str | None = None  # Hub revision read (None: main); --data-revision TASK=REV reads another
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -227,6 +228,22 @@ def parse_data_dirs(values: list[str]) -> dict[str, str]:
     return dirs
 
 
+def parse_task_values(values: list[str], option: str = "--data-revision", what: str = "REV") -> dict[str, str]:
+    """``TASK=VALUE`` options (repeated or comma-separated) -> {task: value}; a group ("anli") stands for its tasks
+    and an unknown task fails."""
+    out = {}
+    for value in values:
+        for item in value.split(","):
+            task, sep, given = item.partition("=")
+            if not sep or not task.strip() or not given.strip():
+                raise BloomzTuneError(f"{option} expects TASK={what}, got {item!r}")
+            for name in TASK_GROUPS.get(task.strip(), (task.strip(),)):
+                if name not in TASKS:
+                    raise BloomzTuneError(f"{option}: unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+                out[name] = given.strip()
+    return out
+
+
 def task_data_dirs(data_dirs: dict | None) -> dict[str, str]:
     """{task or group: folder} -> {task: folder}, a group ("anli") standing for its tasks; an unknown task fails."""
     dirs = {name: folder for key, folder in (data_dirs or {}).items()
@@ -266,9 +283,10 @@ PUBLISHED_MEAN = {
 
 
 # ---- loading ---------------------------------------------------------------------------------------------------
-def load_task_rows(task: str, language: str, data_dir: str | None = None, limit: int | None = None) -> dict:
+def load_task_rows(task: str, language: str, data_dir: str | None = None, limit: int | None = None,
+                   revision: str | None = None) -> dict:
     """Load one (task, language) and normalise its rows: from ``data_dir`` in any layout ``eval_data`` knows
-    (the authors' release files or a Hub snapshot), else from the Hub.
+    (the authors' release files or a Hub snapshot), else from the Hub at ``revision`` (default: the table's).
 
     Returns {"rows": [normalised rows], "skipped": unlabelled rows dropped, "source": where it came from,
     "split": the split, "config", "files": for a local folder, each file read (``releases.file_record``: path
@@ -278,6 +296,8 @@ def load_task_rows(task: str, language: str, data_dir: str | None = None, limit:
     from itertools import islice
 
     spec = TASKS[task]
+    if revision is not None:
+        spec = replace(spec, revision=revision)
     where = data_dir or spec.path
     if where is None:
         raise BloomzTuneError(f"{spec.title} needs a local data folder. " + spec.manual.format(name=task))
