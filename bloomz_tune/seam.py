@@ -12,6 +12,9 @@ these were read from. When a new transformers version moves one of these, this f
   ``training/trainer.py`` overrides.
 - ``cache_keyword``: BLOOM's forward takes its KV cache as ``cache`` from transformers 5.25 on (the old
   ``past_key_values`` warns there), as ``past_key_values`` before.
+- ``new_cache`` / ``is_plain_cache``: the ``DynamicCache`` BLOOM's forward makes when ``use_cache`` is on and
+  none is given, and whether a cache is exactly that kind (our attention appends to it with ``cache.update``;
+  static, quantized or offloaded caches run transformers' own BLOOM attention instead).
 - ``reporting_integrations``: the tracker names transformers knows and the installed ones
   (``integrations/integration_utils.py``).
 - ``peft_model``: peft's ``get_peft_model``; peft 0.21 reads ``model.is_gradient_checkpointing``, which
@@ -46,6 +49,20 @@ def cache_keyword(forward) -> str:
     import inspect
 
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def new_cache(config):
+    """The cache BLOOM's own forward creates when ``use_cache`` is on and no cache is given."""
+    from transformers import DynamicCache
+
+    return DynamicCache(config=config)
+
+
+def is_plain_cache(cache) -> bool:
+    """True for a ``DynamicCache`` itself (not a subclass): layers that grow by ``update(key, value, layer)``."""
+    from transformers import DynamicCache
+
+    return type(cache) is DynamicCache
 
 
 def reporting_integrations() -> tuple[set[str], set[str]]:
