@@ -15,6 +15,7 @@ import torch
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.model.bloom import attention_of, enable_selected_logits, patch_bloom, require_segment_attention
+from bloomz_tune.model.loss import batch_loss_sum
 
 VOCAB = 96
 ATOL = 1e-5
@@ -207,6 +208,21 @@ def test_continuing_from_a_cache_equals_stock_and_the_whole_sequence(use_cache, 
     assert (no_past - whole).abs().max() > 1e-3  # control: without its past the continuation differs
 
 
+def test_continuing_with_masked_new_tokens_equals_stock(our_forwards):
+    """New tokens after a cache with some of them masked (padding inside the continuation): stock's outputs at the
+    real new tokens, and the cache grown the same way."""
+    patched, stock = _pair()
+    ids, mask = _left_padded()
+    more = torch.randint(3, VOCAB, (ids.shape[0], 4), generator=torch.Generator().manual_seed(7))
+    more_mask = torch.tensor([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1]])
+    full_mask = torch.cat([mask, more_mask], 1)
+    with torch.no_grad():
+        outs = [m(more, attention_mask=full_mask, cache=m(ids, attention_mask=mask).cache) for m in (patched, stock)]
+    assert len(our_forwards) == 2
+    _close_at(more_mask.bool(), outs[0].logits, outs[1].logits)
+    _close_caches(full_mask.bool(), outs[0].cache, outs[1].cache)
+
+
 def test_other_cache_kinds_run_the_stock_attention(our_forwards):
     """A StaticCache (not grown by our attention) runs transformers' own code: the same tokens as stock."""
     patched, stock = _pair()
@@ -350,6 +366,11 @@ def test_packed_rows_are_refused_where_they_would_mix_or_cannot_work(tmp_path):
     patched.save_pretrained(tmp_path)
     reloaded = BloomForCausalLM.from_pretrained(tmp_path)
     assert attention_of(reloaded) == "stock"  # weights only: the reloaded model is transformers' BLOOM again
+    batch = {"input_ids": ids, "attention_mask": mask, "segment_ids": segments,
+             "labels": ids.masked_fill(mask == 0, -100)}
+    with pytest.raises(BloomzTuneError, match="patch_bloom"):  # our loss: refused, not silently mixed
+        batch_loss_sum(reloaded, batch)
+    assert batch_loss_sum(patched, batch)[1] == 3  # control: the patched model takes the same batch
     with pytest.raises(BloomzTuneError, match="loaded again after saving"):
         enable_selected_logits(reloaded)(ids, segment_ids=segments)
     patch_bloom(reloaded, "stock")

@@ -2,6 +2,13 @@
 
 ``patch_bloom(model, attention)`` changes the BLOOM inside ``model`` (bare, peft-wrapped or DDP-wrapped) in place
 and returns it; calling it again switches attention, and ``attention_of(model)`` says which one runs.
+The patched forwards (``attention`` other than "stock"):
+
+    BloomForCausalLM.forward(input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, labels=None,
+        use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, logits_to_keep=0,
+        logit_positions=None, segment_ids=None, target_ids=None, loss_chunk_size=None, **kwargs)
+    BloomModel.forward(input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, use_cache=None,
+        output_attentions=None, output_hidden_states=None, return_dict=None, segment_ids=None, **kwargs)
 ``causal_lm(model)`` is the transformers causal LM inside any peft / DDP / compile wrappers.
 
 Attention. BLOOM in transformers 5.x runs eager attention only: every layer materialises
@@ -20,13 +27,22 @@ position ids and no 4D mask, so packed samples attend to each other. ``attention
 - ``"stock"``: transformers' own eager attention, unchanged (``patch_bloom`` restores it); it refuses
   ``segment_ids``.
 
-Key k is visible from query q when both lie in the same segment and k ≤ q. Segments come from ``segment_ids``
-(1..k per packed sample, 0 for padding) or, for an ordinary padded batch, from ``attention_mask`` (one segment
-of real tokens). ``pos`` counts real tokens along the row (the same cumulative positions stock BLOOM builds its
-ALiBi from), so within a packed sample ``pos_k − pos_q`` is the sample's own relative distance: ALiBi is
-relative, and a packed, segment-masked sample sees exactly what it sees alone. Stock BLOOM adds
-``slope·pos_k`` only, relying on softmax ignoring a per-row constant; the relative form is the same softmax,
-with smaller numbers (kinder to bf16).
+Masks (``alibi.py``). Key k is visible from query q when both lie in the same segment and k ≤ q. Segments come
+from ``segment_ids`` (1..k per packed sample, 0 for padding) or, for an ordinary padded batch, from
+``attention_mask`` (one segment of real tokens); ALiBi is relative, so a packed, segment-masked sample sees
+exactly what it sees alone. Stock BLOOM adds ``slope·pos_k`` only, relying on softmax ignoring a per-row
+constant; the relative form ``slope·(pos_k − pos_q)`` is the same softmax, with smaller numbers (kinder to bf16).
+
+The stock contract. The patched forwards take every argument of the stock ones, with the stock defaults
+(``use_cache``, ``output_attentions``, ``output_hidden_states`` and ``return_dict`` from the config when not
+given), and give what stock gives at every real (non-padding) position: logits, loss, KV cache, hidden states,
+attention probabilities (tests/test_bloom_contract.py). The KV cache is taken as ``cache`` or by its older name
+``past_key_values``; a plain ``DynamicCache`` is continued by our attention (generation, greedy or beam, runs on
+it; ``"flex"`` uses the sdpa bias whenever a cache is involved), ``output_attentions`` and any other kind of
+cache run the stock backbone. ``logits_to_keep`` reaches the stock head, so ``generate`` computes the first
+step's logits at one position. Packed rows return no cache (``config.use_cache`` does not apply to them) and
+refuse ``use_cache=True``, a cache and ``output_attentions``. Padding positions differ from stock on purpose
+(a padding query sees only itself): no real token reads them.
 
 Keywords. BLOOM's 250,880-row output head is almost half of bloom-560m. Training needs logits only at positions
 whose next token is a target, and rank scoring only at continuation positions, so the model's ``forward`` gets
@@ -38,11 +54,15 @@ and their fp32 softmax are recomputed in backward rather than kept, so a micro-b
 (N, hidden) for the head, not (N, 250,880) twice over. The same forward takes ``segment_ids`` (packed rows, see
 packing.py) and hands them to the backbone.
 Both are keywords of the model's own ``forward``, so they pass through peft, DDP, FSDP and DeepSpeed wrappers as
-``input_ids`` does; without either keyword the stock forward runs unchanged. ``enable_selected_logits(model)``
-adds the keywords alone and leaves attention as it is (evaluation uses it on any model it scores). Generation
-(a KV cache) and ``output_attentions=True`` fall back to the stock backbone.
+``input_ids`` does; without either keyword the stock forward runs, handed the arguments given and any other
+keyword (``position_ids``, ...). ``enable_selected_logits(model)`` adds the keywords alone and leaves attention as
+it is (evaluation uses it on any model it scores).
 
-What was patched is kept in one place: a ``BloomPatch`` at ``backbone._bloomz_patch``.
+Heads. ``patch_bloom`` takes a BloomForCausalLM, the other BLOOM heads (sequence and token classification,
+question answering: attention only, their forwards stay stock) or a bare BloomModel (which takes ``segment_ids``
+itself). What was patched is kept in one place: a ``BloomPatch`` at ``backbone._bloomz_patch``. The patch lives on
+the instance: a model saved and loaded again is transformers' BLOOM (``attention_of`` says "stock"), and
+``require_segment_attention(model)`` refuses packed rows for it rather than letting their samples mix.
 """
 
 from __future__ import annotations
@@ -331,7 +351,7 @@ def patch_bloom(model, attention: str = "sdpa"):
     patch = backbone._bloomz_patch
     stock = attention == "stock"
     if stock:
-        backbone.__dict__.pop("forward", None)
+        backbone.forward = patch.backbone_forward
     else:
         install_forward(backbone, _backbone_forward)
     for module in backbone.modules():
