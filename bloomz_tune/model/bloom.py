@@ -244,7 +244,8 @@ def _lm_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_em
                 **kwargs):
     """BloomForCausalLM.forward's arguments, plus ``logit_positions``, ``segment_ids``, ``target_ids`` and
     ``loss_chunk_size`` (see the module docstring). Without the first two, the stock forward runs, handed exactly
-    the arguments given (it calls the patched backbone); other keywords (``position_ids``, ...) go on with them."""
+    the arguments given (it calls the patched backbone); other keywords (``position_ids``, ...) go on with them.
+    With them, no cache is returned unless ``use_cache=True`` (and packed rows refuse that)."""
     patch = _patch_of(self)
     cache = _cache_argument(cache, kwargs)
     if logit_positions is None and segment_ids is None:
