@@ -3,8 +3,9 @@
 Read from transformers 5.25.0 and peft 0.21.2; pyproject.toml's upper bounds keep installs inside the majors
 these were read from. When a new transformers version moves one of these, this file is the one to read:
 
-- ``alibi_slopes``: transformers' private ``_get_alibi_slopes`` (``models/bloom/modeling_bloom.py``), so our
-  attention uses exactly the model's own slopes.
+- ``alibi_slopes``: read off ``build_alibi_tensor`` (``models/bloom/modeling_bloom.py``), so our attention uses
+  exactly the model's own slopes (the private ``_get_alibi_slopes`` that 5.25 computes them with is absent from
+  earlier 5.x).
 - ``install_forward``: binds a replacement ``forward`` on one module instance (our BLOOM attention and heads,
   built in ``model/bloom.py``); the class and every other instance keep transformers' forward.
 - ``TrainerSeam``: transformers' ``Trainer`` with its private hooks (``_save_checkpoint``, ``_save``,
@@ -12,6 +13,8 @@ these were read from. When a new transformers version moves one of these, this f
   ``training/trainer.py`` overrides.
 - ``cache_keyword``: BLOOM's forward takes its KV cache as ``cache`` from transformers 5.25 on (the old
   ``past_key_values`` warns there), as ``past_key_values`` before.
+- ``cache_field``: the name of the KV cache in a model's output (``cache`` from transformers 5.25 on,
+  ``past_key_values`` before).
 - ``new_cache`` / ``is_plain_cache``: the ``DynamicCache`` BLOOM's forward makes when ``use_cache`` is on and
   none is given, and whether a cache is exactly that kind (our attention appends to it with ``cache.update``;
   static, quantized or offloaded caches run transformers' own BLOOM attention instead).
@@ -31,11 +34,13 @@ TRANSFORMERS_READ = "5.25.0"  # the version these internals were read from
 
 
 def alibi_slopes(num_heads: int, device=None):
-    """BLOOM's per-head ALiBi slopes (fp32), as transformers computes them for the model."""
+    """BLOOM's per-head ALiBi slopes (fp32), as transformers computes them for the model: read off its
+    ``build_alibi_tensor`` (every 5.x has it) as each head's bias at position 1 (slope x 1, exact)."""
     import torch
-    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 
-    return _get_alibi_slopes(num_heads, device or torch.device("cpu"))
+    ones = torch.ones((1, 2), dtype=torch.long, device=device or torch.device("cpu"))
+    return build_alibi_tensor(ones, num_heads, torch.float32).view(num_heads, 2)[:, 1].contiguous()
 
 
 def install_forward(module, forward) -> None:
@@ -49,6 +54,13 @@ def cache_keyword(forward) -> str:
     import inspect
 
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def cache_field() -> str:
+    """The field a model output holds its KV cache in: ``cache`` (transformers 5.25) or ``past_key_values``."""
+    from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
+
+    return "cache" if "cache" in BaseModelOutputWithPastAndCrossAttentions.__dataclass_fields__ else "past_key_values"
 
 
 def new_cache(config):

@@ -12,13 +12,21 @@ import inspect
 
 import pytest
 import torch
+from transformers import BloomForCausalLM
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.model.bloom import attention_of, enable_selected_logits, patch_bloom, require_segment_attention
 from bloomz_tune.model.loss import batch_loss_sum
+from bloomz_tune.seam import cache_field, cache_keyword
 
 VOCAB = 96
 ATOL = 1e-5
+FIELD = cache_field()  # where outputs hold the KV cache in this transformers version
+CACHE = cache_keyword(BloomForCausalLM.forward)  # the stock forward's name for it
+
+
+def _cache(output):
+    return getattr(output, FIELD)
 
 
 def _config(**overrides):
@@ -153,8 +161,8 @@ def test_each_argument_gives_what_stock_gives(name, our_forwards):
         _close_at(real, ours.logits, theirs.logits)
     if theirs.loss is not None:
         torch.testing.assert_close(ours.loss, theirs.loss, atol=ATOL, rtol=0)
-    if theirs.cache is not None:
-        _close_caches(real, ours.cache, theirs.cache)
+    if _cache(theirs) is not None:
+        _close_caches(real, _cache(ours), _cache(theirs))
     if theirs.hidden_states is not None:
         assert len(ours.hidden_states) == len(theirs.hidden_states) == patched.config.n_layer + 1
         for a, b in zip(ours.hidden_states, theirs.hidden_states):
@@ -170,12 +178,12 @@ def test_the_cases_are_not_vacuous():
     _, stock = _pair()
     ids, mask = _left_padded()
     plain = _outputs(stock, ids, mask, {})
-    assert plain.cache is not None and plain.attentions is None and plain.hidden_states is None
-    assert _outputs(stock, ids, mask, {"use_cache": False}).cache is None
+    assert _cache(plain) is not None and plain.attentions is None and plain.hidden_states is None
+    assert _cache(_outputs(stock, ids, mask, {"use_cache": False})) is None
     assert _outputs(stock, ids, mask, {"output_attentions": True}).attentions is not None
     assert _outputs(stock, ids, mask, {"logits_to_keep": 1}).logits.shape[1] == 1
     _, no_cache = _pair(use_cache=False)
-    assert _outputs(no_cache, ids, mask, {}).cache is None
+    assert _cache(_outputs(no_cache, ids, mask, {})) is None
 
 
 # ---- caches ------------------------------------------------------------------------------------------------------
@@ -197,9 +205,10 @@ def test_continuing_from_a_cache_equals_stock_and_the_whole_sequence(use_cache, 
         warnings.simplefilter("ignore", FutureWarning)  # stock's own warning for the old name
         for name, model in (("patched", patched), ("stock", stock)):
             prefix = model(ids, attention_mask=mask, use_cache=True)
-            past_length = prefix.cache.get_seq_length()
-            step = model(more, attention_mask=full_mask, **{keyword: prefix.cache}, **extra)
-            assert prefix.cache.get_seq_length() == past_length + 3  # the cache was read and extended
+            past_length = _cache(prefix).get_seq_length()
+            name_of_cache = keyword if model is patched else CACHE  # ours takes both names in every version
+            step = model(more, attention_mask=full_mask, **{name_of_cache: _cache(prefix)}, **extra)
+            assert _cache(prefix).get_seq_length() == past_length + 3  # the cache was read and extended
             results[name] = step.logits
         whole = patched(full_ids, attention_mask=full_mask, use_cache=False).logits[:, -3:]
         no_past = patched(more, attention_mask=torch.ones_like(more), use_cache=False).logits
@@ -217,10 +226,10 @@ def test_continuing_with_masked_new_tokens_equals_stock(our_forwards):
     more_mask = torch.tensor([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1]])
     full_mask = torch.cat([mask, more_mask], 1)
     with torch.no_grad():
-        outs = [m(more, attention_mask=full_mask, cache=m(ids, attention_mask=mask).cache) for m in (patched, stock)]
+        outs = [m(more, attention_mask=full_mask, **{CACHE: _cache(m(ids, attention_mask=mask))}) for m in (patched, stock)]
     assert len(our_forwards) == 2
     _close_at(more_mask.bool(), outs[0].logits, outs[1].logits)
-    _close_caches(full_mask.bool(), outs[0].cache, outs[1].cache)
+    _close_caches(full_mask.bool(), _cache(outs[0]), _cache(outs[1]))
 
 
 def test_other_cache_kinds_run_the_stock_attention(our_forwards):
@@ -283,7 +292,7 @@ def test_gradient_checkpointing_in_training_returns_no_cache_as_stock():
         getattr(model, f"{name}_checkpointing_enable")()
         model.train()
     ours, theirs = patched(ids, attention_mask=mask), stock(ids, attention_mask=mask)
-    assert ours.cache is None and theirs.cache is None
+    assert _cache(ours) is None and _cache(theirs) is None
     _close_at(mask.bool(), ours.logits, theirs.logits)
 
 
@@ -314,8 +323,8 @@ def test_non_causal_heads_equal_stock(head):
         ours, theirs = patched(ids, attention_mask=mask), stock(ids, attention_mask=mask)
     real = mask.bool()
     for key, value in theirs.items():
-        if key == "cache":
-            _close_caches(real, ours.cache, value)
+        if key == FIELD:
+            _close_caches(real, _cache(ours), value)
         elif value.dim() >= 2 and value.shape[:2] == ids.shape:  # per token: real positions only
             _close_at(real, ours[key], value)
         else:  # pooled on the last real token (sequence classification)
@@ -353,14 +362,14 @@ def test_packed_rows_are_refused_where_they_would_mix_or_cannot_work(tmp_path):
     with pytest.raises(BloomzTuneError, match="KV cache"):
         patched(ids, segment_ids=segments, use_cache=True)
     with pytest.raises(BloomzTuneError, match="KV cache"):
-        patched(ids, segment_ids=segments, cache=patched(ids, use_cache=True).cache)
+        patched(ids, segment_ids=segments, cache=_cache(patched(ids, use_cache=True)))
     with pytest.raises(BloomzTuneError, match="output_attentions"):
         patched(ids, segment_ids=segments, output_attentions=True)
-    assert patched(ids, segment_ids=segments).cache is None  # config.use_cache does not apply to packed rows
+    assert _cache(patched(ids, segment_ids=segments)) is None  # config.use_cache does not apply to packed rows
     with pytest.raises(BloomzTuneError, match="cache once"):
-        patched(ids, cache=patched(ids).cache, past_key_values=patched(ids).cache)
+        patched(ids, cache=_cache(patched(ids)), past_key_values=_cache(patched(ids)))
     with pytest.raises(BloomzTuneError, match="attention_mask has shape"):
-        patched(ids[:, 1:], cache=patched(ids).cache, attention_mask=mask)
+        patched(ids[:, 1:], cache=_cache(patched(ids)), attention_mask=mask)
 
     with pytest.raises(BloomzTuneError, match="patch_bloom"):
         require_segment_attention(stock)

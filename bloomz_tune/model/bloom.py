@@ -6,9 +6,11 @@ The patched forwards (``attention`` other than "stock"):
 
     BloomForCausalLM.forward(input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, labels=None,
         use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, logits_to_keep=0,
-        logit_positions=None, segment_ids=None, target_ids=None, loss_chunk_size=None, **kwargs)
+        logit_positions=None, segment_ids=None, target_ids=None, loss_chunk_size=None, past_key_values=None,
+        **kwargs)
     BloomModel.forward(input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, use_cache=None,
-        output_attentions=None, output_hidden_states=None, return_dict=None, segment_ids=None, **kwargs)
+        output_attentions=None, output_hidden_states=None, return_dict=None, segment_ids=None,
+        past_key_values=None, **kwargs)
 ``causal_lm(model)`` is the transformers causal LM inside any peft / DDP / compile wrappers.
 
 Attention. BLOOM in transformers 5.x runs eager attention only: every layer materialises
@@ -77,7 +79,7 @@ from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.model.alibi import PackedMask, build_packed_mask, compiled_flex
 from bloomz_tune.model.loss import target_mask
 from bloomz_tune.recipe import ATTENTIONS
-from bloomz_tune.seam import cache_keyword, install_forward, is_plain_cache, new_cache
+from bloomz_tune.seam import cache_field, cache_keyword, install_forward, is_plain_cache, new_cache
 
 __all__ = ["ATTENTIONS", "patch_bloom", "attention_of", "causal_lm", "enable_selected_logits",
            "require_segment_attention"]
@@ -145,17 +147,16 @@ def _attention_forward(self, hidden_states, residual, alibi, attention_mask, lay
     return output, None
 
 
-def _cache_argument(cache, kwargs: dict):
-    """The KV cache, given as ``cache`` (transformers 5.25) or by its older name ``past_key_values`` (popped)."""
-    old = kwargs.pop("past_key_values", None)
-    if cache is not None and old is not None and old is not cache:
+def _cache_argument(cache, past_key_values):
+    """The KV cache, given as ``cache`` (transformers 5.25) or by its older name ``past_key_values``."""
+    if cache is not None and past_key_values is not None and past_key_values is not cache:
         raise BloomzTuneError("both cache and past_key_values were given; pass the KV cache once, as cache")
-    return cache if cache is not None else old
+    return cache if cache is not None else past_key_values
 
 
 def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, use_cache=None,
                       output_attentions=None, output_hidden_states=None, return_dict=None, segment_ids=None,
-                      **kwargs):
+                      past_key_values=None, **kwargs):
     """BloomModel.forward with the stock arguments and defaults, plus ``segment_ids``: one PackedMask for all layers.
 
     ``use_cache``, ``output_attentions``, ``output_hidden_states`` and ``return_dict`` default to the config's, as
@@ -167,7 +168,7 @@ def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inp
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
     patch, config = self._bloomz_patch, self.config
-    cache = _cache_argument(cache, kwargs)
+    cache = _cache_argument(cache, past_key_values)
     packed = segment_ids is not None
     if packed and (use_cache or cache is not None):
         raise BloomzTuneError("segment_ids (packed rows) cannot be combined with a KV cache (cache / use_cache=True)")
@@ -206,8 +207,8 @@ def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inp
     hidden_states = self.ln_f(hidden_states)
     if output_hidden_states:
         all_hidden = all_hidden + (hidden_states,)
-    out = BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache,
-                                                    hidden_states=all_hidden)
+    out = BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, hidden_states=all_hidden,
+                                                    **{cache_field(): cache})
     return out if return_dict else out.to_tuple()
 
 
@@ -241,13 +242,13 @@ def _keep_positions(hidden: torch.Tensor, logits_to_keep) -> torch.Tensor:
 def _lm_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, labels=None,
                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 logits_to_keep=0, logit_positions=None, segment_ids=None, target_ids=None, loss_chunk_size=None,
-                **kwargs):
+                past_key_values=None, **kwargs):
     """BloomForCausalLM.forward's arguments, plus ``logit_positions``, ``segment_ids``, ``target_ids`` and
     ``loss_chunk_size`` (see the module docstring). Without the first two, the stock forward runs, handed exactly
     the arguments given (it calls the patched backbone); other keywords (``position_ids``, ...) go on with them.
     With them, no cache is returned unless ``use_cache=True`` (and packed rows refuse that)."""
     patch = _patch_of(self)
-    cache = _cache_argument(cache, kwargs)
+    cache = _cache_argument(cache, past_key_values)
     if logit_positions is None and segment_ids is None:
         keep = None if isinstance(logits_to_keep, int) and logits_to_keep == 0 else logits_to_keep
         return patch.lm_forward(**_given(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
@@ -285,8 +286,9 @@ def _lm_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_em
             labels = labels.to(logits.device)
             wanted = target_mask(labels, segment_ids)
             loss = F.cross_entropy(logits[:, :-1][wanted].float(), labels[:, 1:][wanted])
-    result = CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, cache=out.cache,
-                                               hidden_states=out.hidden_states, attentions=out.attentions)
+    field = cache_field()
+    result = CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                               attentions=out.attentions, **{field: getattr(out, field)})
     return result if return_dict else result.to_tuple()
 
 
