@@ -10,11 +10,21 @@ with the same saved random BLOOM, one after the other in one process. Printed: r
 without prompt sharing (logits only at continuation positions) and for ours as shipped (each distinct prompt
 run once, its choices scored on its key/value cache); the ratios to lm_eval; the largest log-likelihood
 difference; whether the chosen answers are identical. Needs the ``lm_eval`` extra.
+
+Generation (``--generation N``, on by default, as ``evaluate_model`` runs it after the scores): N distinct prompts
+answered greedily by ``generate_samples`` (one prompt at a time, ``--max-new-tokens``), on transformers' BLOOM
+as loaded, on the same model with our keywords (as ``bloomz-tune eval`` scores it) and with our sdpa attention
+(as a run evaluates its trained model). Printed: wall and CPU seconds, requests/s, the LM head's calls, its output
+shape and size in the first step (the prompt's forward) and whether the answers equal the unpatched model's.
+
+    python benchmarks/eval_throughput.py --no-scoring --generation 16     # generation only
+    python benchmarks/eval_throughput.py --no-scoring --generation 4 --prompt-repeat 16   # ~550-token prompts
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -88,6 +98,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--scoring", action=argparse.BooleanOptionalAction, default=True,
+                        help="time rank scoring (ours and lm_eval's)")
+    parser.add_argument("--generation", type=int, default=8, help="prompts answered by generation (0: none)")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="as evaluation's generate_samples")
+    parser.add_argument("--prompt-repeat", type=int, default=1,
+                        help="each generation prompt repeated this many times (longer prompts)")
     args = parser.parse_args()
 
     import torch
@@ -120,9 +136,20 @@ def main() -> None:
         return lambda: loglikelihoods(model, tokenizer, requests, batch_size=args.batch_size, progress=False,
                                       share_prompts=share)
 
+    stock = copy.deepcopy(model)  # transformers' BLOOM as loaded, before our scorer adds its keywords
     loglikelihoods(model, tokenizer, requests[:8], progress=False)  # warm-up, both
     lm.loglikelihood([Instance(request_type="loglikelihood", doc={}, arguments=(c, " " + x), idx=i)
                       for i, (c, x) in enumerate(requests[:8])], disable_tqdm=True)
+    if args.scoring:
+        compare_scoring(examples, requests, args, model, run_lm_eval, run_ours)
+    if args.generation:
+        distinct = list(dict.fromkeys(ex["prompt"] for ex in examples))  # spread over the tasks
+        prompts = distinct[::max(1, len(distinct) // args.generation)][:args.generation]
+        prompts = [" ".join([p] * args.prompt_repeat) for p in prompts]
+        compare_generation(stock, model, tokenizer, prompts, args)
+
+
+def compare_scoring(examples, requests, args, model, run_lm_eval, run_ours):
     t_ref, ref = timed(run_lm_eval, args.repeats)
     t_plain, plain = timed(run_ours(False), args.repeats)
     t_shared, shared = timed(run_ours(True), args.repeats)
@@ -143,6 +170,49 @@ def main() -> None:
             "args": vars(args), "requests": len(requests), "examples": len(examples),
             "distinct_prompts": len({c for c, _ in requests}), "vocab_size": model.config.vocab_size,
             "parameters": sum(p.numel() for p in model.parameters()), "scorers": rows}, indent=2))
+
+
+def generation_run(model, tokenizer, prompts, max_new_tokens):
+    """(wall seconds, CPU seconds of this process, answers, the head's output shape at each forward) of
+    evaluation's generation."""
+    from bloomz_tune.evaluation.scoring import generate_samples
+    from bloomz_tune.model.bloom import causal_lm
+
+    shapes = []
+    hook = causal_lm(model).get_output_embeddings().register_forward_hook(
+        lambda module, inputs, output: shapes.append((tuple(output.shape), output.nbytes)))
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        samples = generate_samples(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        hook.remove()
+    return seconds, cpu, [s["output"] for s in samples], shapes
+
+
+def compare_generation(stock, model, tokenizer, prompts, args) -> None:
+    """The three models in turn, ``--repeats`` rounds (the best round of each is printed)."""
+    from bloomz_tune.model.bloom import patch_bloom
+
+    patched = patch_bloom(copy.deepcopy(model), "sdpa")
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    print(f"generation: {len(prompts)} prompts ({sum(lengths) / len(lengths):.0f} tokens on average), greedy, "
+          f"at most {args.max_new_tokens} new tokens each, one prompt at a time; best of {args.repeats}")
+    generation_run(stock, tokenizer, prompts[:1], 2)  # warm-up
+    runs = {"transformers BLOOM as loaded": stock, "with our keywords (eval)": model,
+            "with our sdpa attention (training)": patched}
+    best = {}
+    for _ in range(args.repeats):
+        for name, m in runs.items():
+            result = generation_run(m, tokenizer, prompts, args.max_new_tokens)
+            if name not in best or result[0] < best[name][0]:
+                best[name] = result
+    reference = best["transformers BLOOM as loaded"][2]
+    print(f"{'generation':<36}{'seconds':>9}{'CPU s':>8}{'requests/s':>12}{'head calls':>12}  "
+          f"{'first head output':<20}{'its MiB':>8}{'same answers':>13}")
+    for name, (seconds, cpu, answers, shapes) in best.items():
+        print(f"{name:<36}{seconds:>9.2f}{cpu:>8.2f}{len(prompts) / seconds:>12.2f}{len(shapes):>12}  "
+              f"{str(shapes[0][0]):<20}{shapes[0][1] / 2**20:>8.1f}{str(answers == reference):>13}")
 
 
 def lm_tok(lm, requests):

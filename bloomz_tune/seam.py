@@ -4,7 +4,8 @@ Read from transformers 5.25.0 and peft 0.21.2; pyproject.toml's upper bounds kee
 these were read from. When a new transformers version moves one of these, this file is the one to read:
 
 - ``alibi_slopes``: read off ``build_alibi_tensor`` (``models/bloom/modeling_bloom.py``), so our attention uses
-  exactly the model's own slopes (tests/test_bloom.py compares them with the private ``_get_alibi_slopes``).
+  exactly the model's own slopes (tests/test_bloom.py compares them with the private ``_get_alibi_slopes``
+  of 5.25, which earlier 5.x lack).
 - ``install_forward``: binds a replacement ``forward`` on one module instance (our BLOOM attention and heads,
   built in ``model/bloom.py``); the class and every other instance keep transformers' forward.
 - ``TrainerSeam``: transformers' ``Trainer`` with its private hooks (``_save_checkpoint``, ``_save``,
@@ -13,6 +14,11 @@ these were read from. When a new transformers version moves one of these, this f
 - ``cache_keyword`` and ``output_cache``: BLOOM's forward takes and returns its KV cache as ``cache`` from transformers
   5.25 on (the old
   ``past_key_values`` warns there), as ``past_key_values`` before.
+- ``cache_field``: the name of the KV cache in a model's output (``cache`` from transformers 5.25 on,
+  ``past_key_values`` before).
+- ``new_cache`` / ``is_plain_cache``: the ``DynamicCache`` BLOOM's forward makes when ``use_cache`` is on and
+  none is given, and whether a cache is exactly that kind (our attention appends to it with ``cache.update``;
+  static, quantized or offloaded caches run transformers' own BLOOM attention instead).
 - ``reporting_integrations``: the tracker names transformers knows and the installed ones
   (``integrations/integration_utils.py``).
 - ``peft_model``: peft's ``get_peft_model``; peft 0.21 reads ``model.is_gradient_checkpointing``, which
@@ -29,15 +35,13 @@ TRANSFORMERS_READ = "5.25.0"  # the version these internals were read from
 
 
 def alibi_slopes(num_heads: int, device=None):
-    """BLOOM's per-head ALiBi slopes (fp32), as transformers computes them for the model.
-
-    Read off ``build_alibi_tensor`` (present in every transformers 5.x; the private ``_get_alibi_slopes`` is not
-    there before 5.2x): for two positions it gives slope x position, so position 1 is the slope itself."""
+    """BLOOM's per-head ALiBi slopes (fp32), as transformers computes them for the model: read off its
+    ``build_alibi_tensor`` (every 5.x has it) as each head's bias at position 1 (slope x 1, exact)."""
     import torch
     from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 
-    alibi = build_alibi_tensor(torch.ones(1, 2), num_heads, torch.float32)  # (heads, 1, 2): slope x (0, 1)
-    return alibi.reshape(num_heads, 2)[:, 1].to(device or torch.device("cpu"))
+    ones = torch.ones((1, 2), dtype=torch.long, device=device or torch.device("cpu"))
+    return build_alibi_tensor(ones, num_heads, torch.float32).view(num_heads, 2)[:, 1].contiguous()
 
 
 def install_forward(module, forward) -> None:
@@ -54,10 +58,30 @@ def cache_keyword(forward) -> str:
 
 
 def output_cache(output):
-    """The KV cache a forward returned: ``output.cache`` (transformers 5.25; reading ``past_key_values`` logs a
-    deprecation there) or ``output.past_key_values`` (earlier 5.x)."""
-    cache = getattr(output, "cache", None) if "cache" in output else None
-    return cache if cache is not None else output["past_key_values"]
+    """The KV cache a forward returned (its ``cache_field``; reading ``past_key_values`` on 5.25 logs a
+    deprecation)."""
+    return getattr(output, cache_field())
+
+
+def cache_field() -> str:
+    """The field a model output holds its KV cache in: ``cache`` (transformers 5.25) or ``past_key_values``."""
+    from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
+
+    return "cache" if "cache" in BaseModelOutputWithPastAndCrossAttentions.__dataclass_fields__ else "past_key_values"
+
+
+def new_cache(config):
+    """The cache BLOOM's own forward creates when ``use_cache`` is on and no cache is given."""
+    from transformers import DynamicCache
+
+    return DynamicCache(config=config)
+
+
+def is_plain_cache(cache) -> bool:
+    """True for a ``DynamicCache`` itself (not a subclass): layers that grow by ``update(key, value, layer)``."""
+    from transformers import DynamicCache
+
+    return type(cache) is DynamicCache
 
 
 def reporting_integrations() -> tuple[set[str], set[str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.recipe import LOSS_TYPES
 from bloomz_tune.tokens.tokenizing import IGNORE_INDEX
 
@@ -80,5 +81,9 @@ def batch_loss_sum(model, batch: dict, loss_type: str = "sample_mean", chunk: in
     positions, target_ids, sample_ids = select_targets(labels, segment_ids)
     inputs = {k: v for k, v in batch.items() if k not in ("labels",)}
     token_losses = model(**inputs, logit_positions=positions, target_ids=target_ids, loss_chunk_size=chunk).loss
+    if token_losses is None or token_losses.dim() != 1:  # a forward without our keywords ignored them
+        raise BloomzTuneError("this model's forward has no logit_positions keyword (transformers' BLOOM as loaded, "
+                              "which would also let packed samples see each other): call bloom.patch_bloom(model) "
+                              "first")
     loss_sum, items = reduce_token_losses(token_losses, sample_ids, loss_type)
     return loss_sum, items, target_ids.numel()
