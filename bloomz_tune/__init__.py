@@ -29,7 +29,8 @@ from bloomz_tune.recipe import DataSection, EvalSection, Recipe, load_recipe, re
 from bloomz_tune.version import __version__
 
 __all__ = ["__version__", "Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "show_mixture", "check_contamination",
-           "train", "estimate", "evaluate", "merge", "generate", "push", "BloomzTuneError", "ConfigError"]
+           "train", "estimate", "evaluate", "merge", "generate", "push", "patch_bloom", "use_bloomz_loss",
+           "packed_collator", "BloomzTuneError", "ConfigError"]
 
 
 def train(recipe: Recipe) -> dict:
@@ -108,6 +109,31 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
     return evaluate_model(model, tokenizer, tasks, languages, limit=limit, prompts=prompts, batch_size=batch_size,
                           output_dir=output_dir, data_dirs=data_dirs, length_normalize=length_normalize,
                           max_length=max_length, generation=generation, model_name=model_name, prepared=prepared)
+
+
+def patch_bloom(model, attention: str = "sdpa"):
+    """Segment-isolated attention and logits at chosen positions on the BLOOM inside ``model`` (bare, peft or DDP
+    wrapped), in place; returns ``model``. Packed rows, ours (``segment_ids``) or TRL's (``position_ids`` restarting
+    at 0), then keep their samples apart. With TRL, call it before building the SFTTrainer."""
+    from bloomz_tune.model.bloom import patch_bloom as patch
+
+    return patch(model, attention)
+
+
+def use_bloomz_loss(trainer, loss_type: str = "sample_mean"):
+    """Train ``trainer`` (TRL's SFTTrainer or transformers' Trainer) on BLOOMZ's loss, per-sample normalised
+    (``sample_mean``) or ``token_mean``; returns ``trainer``. See ``bloomz_tune/training/trl_support.py``."""
+    from bloomz_tune.training.trl_support import use_bloomz_loss as use
+
+    return use(trainer, loss_type)
+
+
+def packed_collator(pad_token_id: int, max_length: int = 2048, pad_to_multiple_of: int | None = 8):
+    """A data collator packing each batch's tokenized samples (``input_ids``, ``labels``) into rows of
+    ``max_length`` with segment ids, for ``SFTTrainer(data_collator=...)`` on a patched BLOOM."""
+    from bloomz_tune.training.trl_support import PackedCollator
+
+    return PackedCollator(pad_token_id, max_length, pad_to_multiple_of)
 
 
 def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:

@@ -42,6 +42,9 @@ Both are keywords of the model's own ``forward``, so they pass through peft, DDP
 adds the keywords alone and leaves attention as it is (evaluation uses it on any model it scores). Generation
 (a KV cache) and ``output_attentions=True`` fall back to the stock backbone.
 
+Packed batches built by TRL carry no ``segment_ids`` but ``position_ids`` restarting at 0 per sample: both
+forwards derive the segment ids from them, and refuse a packed batch with neither (``packed_inputs.py``).
+
 What was patched is kept in one place: a ``BloomPatch`` at ``backbone._bloomz_patch``.
 """
 
@@ -55,6 +58,7 @@ import torch.nn.functional as F
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.model.loss import target_mask
+from bloomz_tune.model.packed_inputs import packed_segment_ids
 from bloomz_tune.recipe import ATTENTIONS
 from bloomz_tune.seam import alibi_slopes, cache_keyword, install_forward
 
@@ -237,6 +241,7 @@ def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inp
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
     patch = self._bloomz_patch
+    segment_ids = packed_segment_ids(segment_ids, attention_mask, kwargs)  # TRL's packed position_ids
     cache = cache if cache is not None else past_key_values  # either name (seam.cache_keyword)
     if cache is not None or use_cache or output_attentions:
         if segment_ids is not None:
@@ -288,6 +293,7 @@ def _lm_forward(self, input_ids=None, attention_mask=None, logit_positions=None,
                 target_ids=None, loss_chunk_size=None, **kwargs):
     """The causal LM's forward with ``logit_positions`` and ``segment_ids`` (see the module docstring)."""
     patch = _patch_of(self)
+    segment_ids = packed_segment_ids(segment_ids, attention_mask, kwargs)  # TRL's packed position_ids
     if logit_positions is None and segment_ids is None:
         return patch.lm_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     from transformers.modeling_outputs import CausalLMOutput
