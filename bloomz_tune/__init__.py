@@ -89,14 +89,20 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
              batch_size: int = EvalSection.batch_size, max_length: int = EvalSection.max_length,
              data_dirs: dict | None = None, length_normalize: bool = EvalSection.length_normalize,
              generation: bool = EvalSection.generation, dtype: str = "auto", device: str | None = None,
-             revision: str | None = None, trust_remote_code: bool = False, model_name: str | None = None) -> dict:
+             revision: str | None = None, trust_remote_code: bool = False, model_name: str | None = None,
+             device_map: str | dict | None = None, max_memory: dict | None = None,
+             offload_folder: str | None = None) -> dict:
     """Zero-shot rank classification on held-out tasks, scored as BLOOMZ was.
 
     ``model``: a Hub id, a model folder or a LoRA adapter folder (loaded with its tokenizer; ``dtype``,
     ``device``, ``revision``, ``trust_remote_code`` apply), or a loaded model together with ``tokenizer``. The
     options mean what the recipe's ``eval`` keys of the same names mean. Every task's data is loaded and checked
     before the model. Writes results.json/.md and accuracy.png when ``output_dir`` is given; returns the results.
+    ``device_map`` ("auto", with ``max_memory`` {device: size} and ``offload_folder``) splits a model too large for
+    one device over GPUs, CPU memory and disk (accelerate). Under ``torchrun``/``accelerate launch`` each process
+    scores its share of the requests and rank 0 writes the results (bloomz_tune/evaluation/parallel.py).
     """
+    from bloomz_tune.evaluation.parallel import start_processes
     from bloomz_tune.evaluation.scoring import evaluate_model, prepare_tasks
     from bloomz_tune.model.loading import load_for_eval
 
@@ -105,7 +111,9 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
     prepared = prepare_tasks(tasks, languages, limit, prompts, data_dirs)  # bad task data fails before the model
     if isinstance(model, (str, Path)):
         model_name = model_name or str(model)
-        model, tokenizer = load_for_eval(str(model), dtype, device, revision, trust_remote_code)
+        device = device if device_map else start_processes(device)
+        model, tokenizer = load_for_eval(str(model), dtype, device, revision, trust_remote_code, device_map,
+                                         max_memory, offload_folder)
     return evaluate_model(model, tokenizer, tasks, languages, limit=limit, prompts=prompts, batch_size=batch_size,
                           output_dir=output_dir, data_dirs=data_dirs, length_normalize=length_normalize,
                           max_length=max_length, generation=generation, model_name=model_name, prepared=prepared)
