@@ -204,3 +204,23 @@ def test_packed_collator_rows_are_each_sample_alone(tiny_model):
                     assert torch.allclose(packed[r, where], alone, atol=1e-5)
     with pytest.raises(BloomzTuneError, match="has 9 tokens"):
         PackedCollator(pad_token_id=0, max_length=8)([{"input_ids": list(range(9))}])
+
+
+def test_readme_trl_snippet_runs_as_written(tiny_model_dir, tmp_path, monkeypatch):
+    """The README's "Already using TRL?" code, with only the model id pointed at the tiny BLOOM (no network)."""
+    import re
+    from pathlib import Path
+
+    from bloomz_tune.model.bloom import attention_of
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Already using TRL?", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.+?)\n```", section, flags=re.S)
+    assert code.count('"bigscience/bloom-560m"') == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code.replace('"bigscience/bloom-560m"', repr(str(tiny_model_dir))), "README.md", "exec"), namespace)
+    trainer = namespace["trainer"]
+    assert trainer.state.global_step == 1 and attention_of(namespace["model"]) == "sdpa"
+    assert trainer.compute_loss_func is not None
+    assert (tmp_path / "sft-bloom").is_dir()
