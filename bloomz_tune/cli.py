@@ -4,7 +4,9 @@
     bloomz-tune mixture build SPEC.yaml [--output DIR]         build an xP3-style mixture (into the cache)
     bloomz-tune mixture show DIR                               print a built mixture's datasheet and samples
     bloomz-tune mixture contamination DIR --tasks xnli,xcopa   evaluation examples overlapping its training rows
-    bloomz-tune eval MODEL --tasks xnli,xcopa --output DIR     zero-shot evaluation
+    bloomz-tune eval MODEL --tasks xnli,xcopa --output DIR     zero-shot evaluation (--device-map auto to split a
+                                                               model; under torchrun -m bloomz_tune.cli eval ...,
+                                                               the processes share the requests)
     bloomz-tune push RUN_DIR --repo-id you/name [--merged]     push adapter (or merged model) + card to the Hub
     bloomz-tune merge RUN_DIR --output DIR                     merge a LoRA adapter into its base model
     bloomz-tune generate MODEL "prompt" [--interactive]        greedy answers from a model or adapter

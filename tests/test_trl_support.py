@@ -150,6 +150,8 @@ def test_packed_segment_ids_rule():
     own = torch.tensor([[1, 1, 2, 2]])
     assert packed_segment_ids(own, None, {"position_ids": torch.tensor([[0, 1, 2, 3]])}) is own
     assert packed_segment_ids(None, None, {}) is None
+    left_padded = {"position_ids": torch.tensor([[1, 1, 0, 1, 2]])}  # generate() on a left-padded row: no packing
+    assert packed_segment_ids(None, torch.tensor([[0, 0, 1, 1, 1]]), left_padded) is None
     with pytest.raises(BloomzTuneError, match="neither segment_ids nor position_ids"):
         packed_segment_ids(None, None, {"cu_seq_lens_q": torch.tensor([0, 2, 4])})
 

@@ -69,11 +69,14 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
         if not ctx or not cont:
             raise ValueError(f"empty context or continuation after tokenization: {(context, continuation)!r}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    groups: dict[tuple, list[int]] = {}
-    for i, (ctx, _) in enumerate(encoded):
-        groups.setdefault(tuple(ctx), []).append(i)
-    contexts = sorted(groups, key=len, reverse=True)
-    mine = [i for ctx in my_share(contexts, rank, world) for i in groups[ctx]]
+    if world == 1:
+        mine = list(range(len(encoded)))
+    else:  # whole groups of requests sharing a context, longest contexts first, dealt out in turn
+        groups: dict[tuple, list[int]] = {}
+        for i, (ctx, _) in enumerate(encoded):
+            groups.setdefault(tuple(ctx), []).append(i)
+        contexts = sorted(groups, key=len, reverse=True)
+        mine = [i for ctx in my_share(contexts, rank, world) for i in groups[ctx]]
     bar = ScoringProgress(len(mine), desc, enabled=progress, shared=world > 1)
     score = _score_shared if share_prompts and _can_share(model) else _score_plain
     scores = score(model, [encoded[i] for i in mine], batch_size, pad, bar)

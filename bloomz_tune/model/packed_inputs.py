@@ -40,9 +40,17 @@ def segments_from_positions(position_ids: torch.Tensor, attention_mask: torch.Te
     return segments
 
 
-def restarts(position_ids: torch.Tensor) -> bool:
-    """Whether some row's position ids restart at 0 after its first token (more than one sample in a row)."""
-    return bool((position_ids[:, 1:] == 0).any())
+def restarts(position_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> bool:
+    """Whether some row's position ids restart at 0 after a real token (more than one sample in a row).
+
+    A left-padded row (generation numbers its padding 1 and its first real token 0) does not restart: the 0
+    follows padding.
+    """
+    restart = position_ids[:, 1:] == 0
+    if attention_mask is not None:
+        real = attention_mask.to(position_ids.device) > 0
+        restart &= real[:, :-1] & real[:, 1:]
+    return bool(restart.any())
 
 
 def packed_segment_ids(segment_ids, attention_mask, kwargs: dict):
@@ -58,7 +66,8 @@ def packed_segment_ids(segment_ids, attention_mask, kwargs: dict):
     if position_ids is not None:
         if position_ids.dim() != 2:
             raise BloomzTuneError(f"position_ids must be (batch, length), got shape {tuple(position_ids.shape)}")
-        return segments_from_positions(position_ids, attention_mask) if restarts(position_ids) else None
+        return (segments_from_positions(position_ids, attention_mask) if restarts(position_ids, attention_mask)
+                else None)
     if markers:
         raise BloomzTuneError(f"a packed batch ({', '.join(markers)}) with neither segment_ids nor position_ids: "
                               "its samples cannot be kept apart; keep position_ids in the batch (TRL's collator "
