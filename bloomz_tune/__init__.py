@@ -28,9 +28,10 @@ from bloomz_tune.errors import BloomzTuneError, ConfigError
 from bloomz_tune.recipe import DataSection, EvalSection, Recipe, load_recipe, recipe_from_dict
 from bloomz_tune.version import __version__
 
-__all__ = ["__version__", "Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "show_mixture", "check_mixture",
-           "check_contamination", "check_tasks",
-           "train", "estimate", "evaluate", "merge", "generate", "push", "BloomzTuneError", "ConfigError"]
+__all__ = ["__version__", "Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "show_mixture",
+           "check_mixture", "check_contamination", "check_tasks", "train", "estimate", "evaluate", "merge",
+           "generate", "push", "patch_bloom", "use_bloomz_loss", "packed_collator", "BloomzTuneError",
+           "ConfigError"]
 
 
 def train(recipe: Recipe) -> dict:
@@ -108,7 +109,8 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
              data_dirs: dict | None = None, length_normalize: bool = EvalSection.length_normalize,
              generation: bool = EvalSection.generation, dtype: str = "auto", device: str | None = None,
              revision: str | None = None, trust_remote_code: bool = False, model_name: str | None = None,
-             data_revisions: dict | None = None) -> dict:
+             data_revisions: dict | None = None, device_map: str | dict | None = None,
+             max_memory: dict | None = None, offload_folder: str | None = None) -> dict:
     """Zero-shot rank classification on held-out tasks, scored as BLOOMZ was.
 
     ``model``: a Hub id, a model folder or a LoRA adapter folder (loaded with its tokenizer; ``dtype``,
@@ -116,19 +118,51 @@ def evaluate(model, tasks=None, languages=None, *, tokenizer=None, output_dir=No
     ``data_revisions`` ({task: revision}) reads a task's Hub dataset at another revision than the table's. The
     options mean what the recipe's ``eval`` keys of the same names mean. Every task's data is loaded and checked
     before the model. Writes results.json/.md and accuracy.png when ``output_dir`` is given; returns the results.
+    ``device_map`` ("auto", with ``max_memory`` {device: size} and ``offload_folder``) splits a model too large for
+    one device over GPUs, CPU memory and disk (accelerate). Under ``torchrun``/``accelerate launch`` each process
+    scores its share of the requests and rank 0 writes the results (bloomz_tune/evaluation/parallel.py).
     """
+    from bloomz_tune.evaluation.parallel import start_processes
     from bloomz_tune.evaluation.scoring import evaluate_model, prepare_tasks
     from bloomz_tune.model.loading import load_for_eval
 
     if not isinstance(model, (str, Path)) and tokenizer is None:
         raise BloomzTuneError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
-    prepared = prepare_tasks(tasks, languages, limit, prompts, data_dirs, data_revisions)  # bad task data fails before the model
+    # bad task data fails before the model loads
+    prepared = prepare_tasks(tasks, languages, limit, prompts, data_dirs, data_revisions)
     if isinstance(model, (str, Path)):
         model_name = model_name or str(model)
-        model, tokenizer = load_for_eval(str(model), dtype, device, revision, trust_remote_code)
+        device = device if device_map else start_processes(device)
+        model, tokenizer = load_for_eval(str(model), dtype, device, revision, trust_remote_code, device_map,
+                                         max_memory, offload_folder)
     return evaluate_model(model, tokenizer, tasks, languages, limit=limit, prompts=prompts, batch_size=batch_size,
                           output_dir=output_dir, data_dirs=data_dirs, length_normalize=length_normalize,
                           max_length=max_length, generation=generation, model_name=model_name, prepared=prepared)
+
+
+def patch_bloom(model, attention: str = "sdpa"):
+    """Segment-isolated attention and logits at chosen positions on the BLOOM inside ``model`` (bare, peft or DDP
+    wrapped), in place; returns ``model``. Packed rows, ours (``segment_ids``) or TRL's (``position_ids`` restarting
+    at 0), then keep their samples apart. With TRL, call it before building the SFTTrainer."""
+    from bloomz_tune.model.bloom import patch_bloom as patch
+
+    return patch(model, attention)
+
+
+def use_bloomz_loss(trainer, loss_type: str = "sample_mean"):
+    """Train ``trainer`` (TRL's SFTTrainer or transformers' Trainer) on BLOOMZ's loss, per-sample normalised
+    (``sample_mean``) or ``token_mean``; returns ``trainer``. See ``bloomz_tune/training/trl_support.py``."""
+    from bloomz_tune.training.trl_support import use_bloomz_loss as use
+
+    return use(trainer, loss_type)
+
+
+def packed_collator(pad_token_id: int, max_length: int = 2048, pad_to_multiple_of: int | None = 8):
+    """A data collator packing each batch's tokenized samples (``input_ids``, ``labels``) into rows of
+    ``max_length`` with segment ids, for ``SFTTrainer(data_collator=...)`` on a patched BLOOM."""
+    from bloomz_tune.training.trl_support import PackedCollator
+
+    return PackedCollator(pad_token_id, max_length, pad_to_multiple_of)
 
 
 def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:

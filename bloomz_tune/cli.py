@@ -5,7 +5,9 @@
     bloomz-tune mixture show DIR                               print a built mixture's datasheet and samples
     bloomz-tune mixture check SPEC.yaml [--online]             will every source load? (before a long build)
     bloomz-tune mixture contamination DIR --tasks xnli,xcopa   evaluation examples overlapping its training rows
-    bloomz-tune eval MODEL --tasks xnli,xcopa --output DIR     zero-shot evaluation
+    bloomz-tune eval MODEL --tasks xnli,xcopa --output DIR     zero-shot evaluation (--device-map auto to split a
+                                                               model; under torchrun -m bloomz_tune.cli eval ...,
+                                                               the processes share the requests)
     bloomz-tune eval --check [--online] [--tasks ...]          will every evaluation dataset load?
     bloomz-tune push RUN_DIR --repo-id you/name [--merged]     push adapter (or merged model) + card to the Hub
     bloomz-tune merge RUN_DIR --output DIR                     merge a LoRA adapter into its base model
@@ -29,6 +31,7 @@ from bloomz_tune.logs import setup_logging
 from bloomz_tune.mixture.contamination import NGRAM, RULE
 from bloomz_tune.mixture.datasheet import CONTAMINATION_KEY, DATASHEET_JSON, DATASHEET_MD
 from bloomz_tune.mixture.spec import spec_help
+from bloomz_tune.model.loading import parse_max_memory
 from bloomz_tune.recipe import DTYPE_CHOICES, DataSection, EvalSection, parse_train_argv
 from bloomz_tune.runtime import print0
 from bloomz_tune.tasks.table import MULTILINGUAL_TASKS, TASKS, parse_data_dirs, parse_task_values
@@ -159,6 +162,12 @@ def eval_parser() -> argparse.ArgumentParser:
                         help="check that every task's data would load, and stop (no model needed)")
     parser.add_argument("--online", action="store_true", help="with --check: ask the Hub (configs, splits)")
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--device-map", default=None,
+                        help="split a model too large for one device (accelerate): auto, balanced, sequential")
+    parser.add_argument("--max-memory", default=None, metavar="DEVICE=SIZE,...",
+                        help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    parser.add_argument("--offload-folder", default=None,
+                        help="with --device-map: folder for the weights that fit in no memory (disk offload)")
     return parser
 
 
@@ -180,7 +189,8 @@ def evaluate(argv: list[str]) -> int:
                            data_dirs=parse_data_dirs(args.data_dir), length_normalize=args.length_normalize,
                            generation=args.generation, dtype=args.dtype, device=args.device,
                            revision=args.revision, trust_remote_code=args.trust_remote_code,
-                           data_revisions=data_revisions)
+                           data_revisions=data_revisions, device_map=args.device_map,
+                           max_memory=parse_max_memory(args.max_memory), offload_folder=args.offload_folder)
     for r in results["tasks"].values():
         medians = ", ".join(f"{lang} {100 * v['median']:.2f}" for lang, v in r["languages"].items())
         print0(f"{r['title']}: mean of medians {100 * r['mean_of_medians']:.2f} ({medians})")

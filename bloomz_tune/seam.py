@@ -21,6 +21,8 @@ these were read from. When a new transformers version moves one of these, this f
   static, quantized or offloaded caches run transformers' own BLOOM attention instead).
 - ``reporting_integrations``: the tracker names transformers knows and the installed ones
   (``integrations/integration_utils.py``).
+- ``count_items_with``: replaces one Trainer instance's private ``_get_num_items_in_batch`` (what a step's loss
+  is divided by), for TRL's SFTTrainer, which we do not subclass (``training/trl_support.py``).
 - ``peft_model``: peft's ``get_peft_model``; peft 0.21 reads ``model.is_gradient_checkpointing``, which
   transformers 5.2x deprecates (a FutureWarning on every run that is peft's call, not ours), so it is silenced
   around that one call.
@@ -92,6 +94,11 @@ def reporting_integrations() -> tuple[set[str], set[str]]:
     )
 
     return set(INTEGRATION_TO_CALLBACK), set(get_available_reporting_integrations())
+
+
+def count_items_with(trainer, count) -> None:
+    """Make ``count(batch_samples, device)`` the item count of ``trainer``'s steps (this instance only)."""
+    trainer._get_num_items_in_batch = count
 
 
 def peft_model(model, config):

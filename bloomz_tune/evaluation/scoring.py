@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.evaluation.parallel import gather_scores, my_share, scoring_plan
+from bloomz_tune.evaluation.progress import ScoringProgress
 from bloomz_tune.evaluation.report import aggregate, write_results
 from bloomz_tune.model.bloom import causal_lm, enable_selected_logits
 from bloomz_tune.runtime import is_main_process, print0
@@ -49,25 +50,48 @@ def encode_requests(tokenizer, requests: list[tuple[str, str]], max_length: int 
 
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
-                   max_length: int = 2048, progress: bool = True, share_prompts: bool = True) -> list[float]:
+                   max_length: int = 2048, progress: bool = True, share_prompts: bool = True,
+                   desc: str = "scoring") -> list[float]:
     """Sum of log p(continuation tokens | context) for each (context, continuation) request.
 
     With ``share_prompts`` (the default), requests whose contexts are the same token ids are scored together:
     the context runs once and its key/value cache is reused for every continuation (``_score_shared``);
     ``batch_size`` then counts distinct contexts per forward. Without it every request is one full row
     (``_score_plain``) and ``batch_size`` counts requests. Both give the same numbers up to float rounding.
+
+    Under a launcher the distinct contexts are split over the processes and the scores gathered, so every
+    process returns them all (``parallel.py``).
     """
+    model, rank, world = scoring_plan(model)
     enable_selected_logits(model)
     encoded = encode_requests(tokenizer, requests, max_length)
     for (ctx, cont), (context, continuation) in zip(encoded, requests):
         if not ctx or not cont:
             raise ValueError(f"empty context or continuation after tokenization: {(context, continuation)!r}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    bar = tqdm(total=len(encoded), desc="Scoring", disable=not (progress and is_main_process()))
+    if world == 1:
+        mine = list(range(len(encoded)))
+    else:  # whole groups of requests sharing a context, longest contexts first, dealt out in turn
+        groups: dict[tuple, list[int]] = {}
+        for i, (ctx, _) in enumerate(encoded):
+            groups.setdefault(tuple(ctx), []).append(i)
+        contexts = sorted(groups, key=len, reverse=True)
+        mine = [i for ctx in my_share(contexts, rank, world) for i in groups[ctx]]
+    bar = ScoringProgress(len(mine), desc, enabled=progress, shared=world > 1)
     score = _score_shared if share_prompts and _can_share(model) else _score_plain
-    scores = score(model, encoded, batch_size, pad, bar)
+    scores = score(model, [encoded[i] for i in mine], batch_size, pad, bar)
     bar.close()
-    return scores
+    gathered = gather_scores(dict(zip(mine, scores)), world)
+    return [gathered[i] for i in range(len(encoded))]
+
+
+def input_device(model) -> torch.device:
+    """Where the tensors we build for ``model`` go: its parameters' device, or the CPU for a model that
+    accelerate split over devices (``device_map``): its hooks move each input to the layer that takes it, and
+    index tensors on the CPU index tensors on any device."""
+    if len(set(getattr(causal_lm(model), "hf_device_map", {}).values())) > 1:
+        return torch.device("cpu")
+    return next(model.parameters()).device
 
 
 def _can_share(model) -> bool:
@@ -89,7 +113,8 @@ def _can_share(model) -> bool:
 
 
 def _pick_logprobs(logits, targets, owner, n_rows, device):
-    """Sum log-softmax(logits)[i, targets[i]] into rows ``owner[i]`` (float64)."""
+    """Sum log-softmax(logits)[i, targets[i]] into rows ``owner[i]`` (float64), on the logits' device."""
+    device = logits.device
     logprobs = F.log_softmax(logits.float(), dim=-1)
     picked = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
     sums = torch.zeros(n_rows, dtype=torch.float64, device=device)
@@ -99,7 +124,7 @@ def _pick_logprobs(logits, targets, owner, n_rows, device):
 
 def _score_plain(model, encoded, batch_size, pad, bar) -> list[float]:
     """One row per request (context + continuation, right-padded), logits only at continuation positions."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
     scores = [0.0] * len(encoded)
     for start in range(0, len(order), batch_size):
@@ -137,7 +162,7 @@ def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
     """
     lm = causal_lm(model)
     backbone, head = getattr(lm, lm.base_model_prefix), lm.get_output_embeddings()
-    device = next(model.parameters()).device
+    device = input_device(model)
     groups: dict[tuple, list[int]] = {}
     for i, (ctx, _) in enumerate(encoded):
         groups.setdefault(tuple(ctx), []).append(i)
@@ -205,7 +230,8 @@ def _score_on_cache(backbone, head, cache, ctx_mask, chunk, encoded, pad, device
 
 
 def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, max_length: int = 2048,
-                  length_normalize: bool = False, progress: bool = True, share_prompts: bool = True) -> dict:
+                  length_normalize: bool = False, progress: bool = True, share_prompts: bool = True,
+                  desc: str = "scoring") -> dict:
     """Score every choice of every example; examples are dicts with ``prompt``, ``choices``, ``label`` (index).
 
     Returns accuracy, count and the per-example predictions. ``length_normalize`` divides each choice's sum by
@@ -217,7 +243,7 @@ def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, 
             raise ValueError(f"rank classification needs at least 2 choices, got {ex['choices']!r}")
         spans.append((len(requests), len(ex["choices"])))
         requests.extend((ex["prompt"], c) for c in ex["choices"])
-    scores = loglikelihoods(model, tokenizer, requests, batch_size, max_length, progress, share_prompts)
+    scores = loglikelihoods(model, tokenizer, requests, batch_size, max_length, progress, share_prompts, desc)
     if length_normalize:
         lengths = [len(c) for _, c in encode_requests(tokenizer, requests, max_length)]
         scores = [s / n for s, n in zip(scores, lengths)]
@@ -297,7 +323,7 @@ def prepare_tasks(tasks=None, languages=None, limit: int | None = None, prompts:
 @torch.no_grad()
 def generate_samples(model, tokenizer, prompts: list[str] = SANITY_PROMPTS, max_new_tokens: int = 24) -> list[dict]:
     """Greedy answers (prompt tokenized without special tokens, generation stops at EOS)."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     generator = model if hasattr(model, "generate") else causal_lm(model)  # DDP and the like have no generate
     out = []
@@ -335,7 +361,7 @@ def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | No
             examples = [p.render(row) for p in chosen for row in data["rows"]]
             print0(f"{task} {language}: {len(data['rows'])} examples x {len(chosen)} prompts")
             result = rank_classify(model, tokenizer, examples, batch_size=batch_size, max_length=max_length,
-                                   length_normalize=length_normalize, progress=progress)
+                                   length_normalize=length_normalize, progress=progress, desc=f"{task}/{language}")
             n = len(data["rows"])
             per_prompt.setdefault(task, {})[language] = {
                 p.name: _accuracy(result["predictions"][k * n:(k + 1) * n], examples[k * n:(k + 1) * n])
@@ -345,6 +371,7 @@ def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | No
         model.train(was_training)
     results = {
         "model": model_name or getattr(getattr(causal_lm(model), "config", None), "_name_or_path", None),
+        "processes": scoring_plan(model)[2],  # how many processes shared the scoring (parallel.py)
         "settings": {"tasks": {t: list(langs) for t, langs in per_prompt.items()}, "limit": limit,
                      "prompts": prompts, "batch_size": batch_size, "length_normalize": length_normalize,
                      "max_length": max_length},

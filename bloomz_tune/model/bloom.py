@@ -65,6 +65,9 @@ question answering: attention only, their forwards stay stock) or a bare BloomMo
 itself). What was patched is kept in one place: a ``BloomPatch`` at ``backbone._bloomz_patch``. The patch lives on
 the instance: a model saved and loaded again is transformers' BLOOM (``attention_of`` says "stock"), and
 ``require_segment_attention(model)`` refuses packed rows for it rather than letting their samples mix.
+
+Packed batches built by TRL carry no ``segment_ids`` but ``position_ids`` restarting at 0 per sample: both
+forwards derive the segment ids from them, and refuse a packed batch with neither (``packed_inputs.py``).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ import torch.nn.functional as F
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.model.alibi import PackedMask, build_packed_mask, compiled_flex
 from bloomz_tune.model.loss import target_mask
+from bloomz_tune.model.packed_inputs import packed_segment_ids
 from bloomz_tune.recipe import ATTENTIONS
 from bloomz_tune.seam import cache_field, cache_keyword, install_forward, is_plain_cache, new_cache
 
@@ -168,6 +172,7 @@ def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inp
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
     patch, config = self._bloomz_patch, self.config
+    segment_ids = packed_segment_ids(segment_ids, attention_mask, kwargs)  # TRL's packed position_ids
     cache = _cache_argument(cache, past_key_values)
     packed = segment_ids is not None
     if packed and (use_cache or cache is not None):
@@ -248,6 +253,7 @@ def _lm_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_em
     the arguments given (it calls the patched backbone); other keywords (``position_ids``, ...) go on with them.
     With them, no cache is returned unless ``use_cache=True`` (and packed rows refuse that)."""
     patch = _patch_of(self)
+    segment_ids = packed_segment_ids(segment_ids, attention_mask, kwargs)  # TRL's packed position_ids
     cache = _cache_argument(cache, past_key_values)
     if logit_positions is None and segment_ids is None:
         keep = None if isinstance(logits_to_keep, int) and logits_to_keep == 0 else logits_to_keep

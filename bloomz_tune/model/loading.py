@@ -54,6 +54,10 @@ def load_model(name_or_path: str, dtype: str = "auto", revision: str | None = No
     kwargs.update({k: v for k, v in config_overrides.items() if v is not None})
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    except ValueError as err:
+        if "device_map" not in kwargs:
+            raise
+        raise BloomzTuneError(f"cannot place {name_or_path!r} with device_map={kwargs['device_map']!r}: {err}") from err
     except OSError as err:
         hint = "" if Path(name_or_path).exists() else " (not a local folder; is it a Hub id you can reach?)"
         raise BloomzTuneError(f"cannot load a model from {name_or_path!r}{hint}: {err}") from err
@@ -70,20 +74,49 @@ def apply_lora(model, r: int, lora_alpha: int, lora_dropout: float, target_modul
     return peft_model(model, config)
 
 
+def parse_max_memory(text: str | None) -> dict | None:
+    """``--max-memory`` as accelerate takes it: "0=20GiB,1=20GiB,cpu=64GiB" -> {0: "20GiB", 1: "20GiB", "cpu": ...}."""
+    if not text:
+        return None
+    limits = {}
+    for part in text.split(","):
+        key, sep, size = part.strip().partition("=")
+        if not sep or not key or not size:
+            raise BloomzTuneError(f"--max-memory: {part.strip()!r} is not DEVICE=SIZE (e.g. 0=20GiB,cpu=64GiB)")
+        limits[int(key) if key.isdigit() else key] = size
+    return limits
+
+
+def placement(device_map: str | dict | None, max_memory: dict | None, offload_folder: str | None) -> dict:
+    """from_pretrained's keywords for accelerate's big-model loading: the model split over GPUs, CPU memory and
+    disk (``device_map="auto"`` fills each device of ``max_memory`` in turn; what is left goes to
+    ``offload_folder``). Empty without a device map."""
+    if device_map is None:
+        if max_memory or offload_folder:
+            raise BloomzTuneError("--max-memory and --offload-folder take effect with --device-map (e.g. auto)")
+        return {}
+    return {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
+
+
 def load_for_eval(name_or_path: str, dtype: str = "auto", device: str | None = None, revision: str | None = None,
-                  trust_remote_code: bool = False):
+                  trust_remote_code: bool = False, device_map: str | dict | None = None,
+                  max_memory: dict | None = None, offload_folder: str | None = None):
     """A model folder, a LoRA adapter folder (base model from adapter_config.json) or a Hub id -> (model, tokenizer).
 
     An adapter's tokenizer is the adapter folder's own when it has one, else the base model's; it must be the
-    base model's tokenizer (same vocabulary) and fit the base model's embedding.
+    base model's tokenizer (same vocabulary) and fit the base model's embedding. With ``device_map`` the model is
+    split as ``placement`` says instead of moved to ``device``.
     """
     folder = Path(name_or_path)
+    split = placement(device_map, max_memory, offload_folder)
+    if split and device:
+        raise BloomzTuneError("give either --device or --device-map, not both")
     if folder.is_dir():
         if (folder / "adapter_config.json").is_file():
-            model, tokenizer = _load_adapter(folder, dtype, revision, trust_remote_code)
+            model, tokenizer = _load_adapter(folder, dtype, revision, trust_remote_code, split)
         elif (folder / "config.json").is_file():
             tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
-            model = load_model(str(folder), dtype=dtype, trust_remote_code=trust_remote_code)
+            model = load_model(str(folder), dtype=dtype, trust_remote_code=trust_remote_code, **split)
         else:
             raise BloomzTuneError(f"{folder} is neither a model folder (config.json) nor a LoRA adapter folder "
                                   "(adapter_config.json)")
@@ -93,8 +126,11 @@ def load_for_eval(name_or_path: str, dtype: str = "auto", device: str | None = N
         raise BloomzTuneError(f"there is no folder {name_or_path} (and it is not a Hub id)")
     else:
         tokenizer = load_tokenizer(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        model = load_model(name_or_path, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code)
+        model = load_model(name_or_path, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code,
+                           **split)
     _check_vocab(tokenizer, model, name_or_path)
+    if split:
+        return model.eval(), tokenizer  # accelerate placed every layer
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer
 
@@ -104,7 +140,7 @@ def looks_like_hub_id(name: str) -> bool:
     return bool(HUB_ID.match(name)) and not name.startswith((".", "~"))
 
 
-def _load_adapter(folder: Path, dtype, revision, trust_remote_code):
+def _load_adapter(folder: Path, dtype, revision, trust_remote_code, split: dict):
     from peft import PeftModel
 
     if not (folder / "adapter_model.safetensors").is_file():
@@ -129,7 +165,7 @@ def _load_adapter(folder: Path, dtype, revision, trust_remote_code):
     if has_own and base_tokenizer is not None and tokenizer.get_vocab() != base_tokenizer.get_vocab():
         raise BloomzTuneError(f"the tokenizer of adapter {folder} is not the tokenizer of its base model {base!r} "
                               "(different vocabularies): the adapter was trained on another base model")
-    model = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code)
+    model = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code, **split)
     _check_vocab(tokenizer, model, str(folder))
     try:
         model = PeftModel.from_pretrained(model, str(folder), revision=revision)
