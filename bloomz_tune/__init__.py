@@ -29,7 +29,8 @@ from bloomz_tune.recipe import DataSection, EvalSection, Recipe, load_recipe, re
 from bloomz_tune.version import __version__
 
 __all__ = ["__version__", "Recipe", "load_recipe", "recipe_from_dict", "build_mixture", "show_mixture",
-           "check_mixture", "check_contamination", "check_tasks", "train", "estimate", "evaluate", "merge",
+           "check_mixture", "check_contamination", "check_tasks", "train", "estimate", "evaluate",
+           "plan_evaluation", "merge",
            "generate", "push", "patch_bloom", "use_bloomz_loss", "packed_collator", "BloomzTuneError",
            "ConfigError"]
 
@@ -163,6 +164,16 @@ def packed_collator(pad_token_id: int, max_length: int = 2048, pad_to_multiple_o
     from bloomz_tune.training.trl_support import PackedCollator
 
     return PackedCollator(pad_token_id, max_length, pad_to_multiple_of)
+
+
+def plan_evaluation(model: str | Path, dtype: str = "auto", device: str | None = None, device_map: str | None = None,
+                    max_memory: dict | None = None, batch_size: int = EvalSection.batch_size,
+                    max_length: int = EvalSection.max_length, revision: str | None = None) -> dict:
+    """Memory per device and the device map an evaluation of ``model`` would use, from its config alone (no weights
+    loaded): ``bloomz-tune eval MODEL --dry-run``. Returns {"devices": {device: bytes}, "device_map", "fits", ...}."""
+    from bloomz_tune.evaluation.plan import plan_evaluation as plan
+
+    return plan(str(model), dtype, device, device_map, max_memory, batch_size, max_length, revision)
 
 
 def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:

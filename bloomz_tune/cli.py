@@ -27,6 +27,7 @@ import sys
 
 import bloomz_tune as api
 from bloomz_tune.errors import BloomzTuneError, exit_code
+from bloomz_tune.evaluation.plan import format_plan
 from bloomz_tune.logs import setup_logging
 from bloomz_tune.mixture.contamination import NGRAM, RULE
 from bloomz_tune.mixture.datasheet import CONTAMINATION_KEY, DATASHEET_JSON, DATASHEET_MD
@@ -161,6 +162,9 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true",
                         help="check that every task's data would load, and stop (no model needed)")
     parser.add_argument("--online", action="store_true", help="with --check: ask the Hub (configs, splits)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the memory per device and the device map the evaluation would use (from the "
+                             "model's config alone; no weights, no data), and stop")
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--device-map", default=None,
                         help="split a model too large for one device (accelerate): auto, balanced, sequential")
@@ -180,6 +184,15 @@ def evaluate(argv: list[str]) -> int:
         print0(report["markdown"])
         if report["failed"]:
             raise BloomzTuneError(f"{report['failed']} task(s) would not load; see the fix column")
+        return 0
+    if args.dry_run:
+        if not args.model:
+            raise BloomzTuneError("eval --dry-run needs MODEL")
+        plan = api.plan_evaluation(args.model, args.dtype, args.device, args.device_map,
+                                   parse_max_memory(args.max_memory), args.batch_size, args.max_length, args.revision)
+        print0(format_plan(plan))
+        if plan["fits"] is False:
+            raise BloomzTuneError("the evaluation would not fit in the memory given (see the table)")
         return 0
     if not args.model or not args.output:
         raise BloomzTuneError("eval needs MODEL and --output (or --check to check the data only)")

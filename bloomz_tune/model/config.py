@@ -95,27 +95,40 @@ def _bloom_only(config, name: str, problems: list[str]):
 def estimate_config(recipe: Recipe):
     """The BloomConfig a recipe trains, for ``estimate``: from a local folder, the Hub cache or the public
     bigscience shapes, never the network and never weights (ConfigError-free: one BloomzTuneError)."""
-    from transformers import AutoConfig, BloomConfig
-
     m = recipe.model
     if m.tiny is not None:
         return tiny_config(m.tiny)
-    path = Path(m.name_or_path).expanduser()
+    return config_without_weights(m.name_or_path, m.revision, "model.name_or_path")
+
+
+def config_without_weights(name_or_path: str, revision: str | None = None, where: str = "model"):
+    """A BLOOM's config from a local folder (or its config.json), a LoRA adapter folder (its base model's), the
+    Hub cache or the public bigscience shapes; never the network, never weights. ``where`` names the setting in
+    errors."""
+    from transformers import AutoConfig, BloomConfig
+
+    path = Path(name_or_path).expanduser()
+    if (path / "adapter_config.json").is_file():
+        try:
+            base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+        except (OSError, ValueError, KeyError):
+            raise BloomzTuneError(f"{where}: {path}/adapter_config.json names no base model") from None
+        return config_without_weights(base, None, f"{where} (the adapter's base model)")
     try:
         if path.is_file():
             config = AutoConfig.from_pretrained(str(path.parent)) if path.name == "config.json" else None
         else:
-            config = AutoConfig.from_pretrained(m.name_or_path, revision=m.revision, local_files_only=True)
+            config = AutoConfig.from_pretrained(name_or_path, revision=revision, local_files_only=True)
     except (OSError, ValueError):
         config = None
     if config is None:
-        shape = PUBLIC_SHAPES.get(re.sub(r"^bigscience/bloomz?-?", "bloom-", m.name_or_path).rstrip("-"))
-        if not m.name_or_path.startswith("bigscience/") or shape is None:
-            raise BloomzTuneError(f"model.name_or_path: no config.json for {m.name_or_path!r} (not a local folder, "
+        shape = PUBLIC_SHAPES.get(re.sub(r"^bigscience/bloomz?-?", "bloom-", name_or_path).rstrip("-"))
+        if not name_or_path.startswith("bigscience/") or shape is None:
+            raise BloomzTuneError(f"{where}: no config.json for {name_or_path!r} (not a local folder, "
                                   "not in the Hub cache); point it at a folder holding config.json")
         config = BloomConfig(n_layer=shape[0], hidden_size=shape[1], n_head=shape[2], vocab_size=PUBLIC_VOCAB)
     if config.model_type != "bloom":
-        raise BloomzTuneError(f"model.name_or_path: {m.name_or_path!r} is a {config.model_type} model, not BLOOM")
+        raise BloomzTuneError(f"{where}: {name_or_path!r} is a {config.model_type} model, not BLOOM")
     return config
 
 
