@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bloomz_tune.cli import main
+from bloomz_tune.training.rundir import folder_digests
+from bloomz_tune.training.runstate import write_stages
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data_mixtures" / "demo.yaml"
@@ -140,8 +142,9 @@ def contamination(tmp, *extra, build=True):
 
 
 def finished_run(tmp):
-    (tmp / "run" / "final").mkdir(parents=True)
+    make_file(tmp / "run" / "final" / "adapter_model.safetensors")
     (tmp / "run" / "recipe.resolved.yaml").write_text("output_dir: x\n")
+    write_stages(tmp / "run", {"final": folder_digests(tmp / "run" / "final"), "finished": True})
     return train(tmp)
 
 

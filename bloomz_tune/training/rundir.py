@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -41,6 +42,26 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.path / ".bloomz_tune.lock"
+
+    @property
+    def marker(self) -> Path:
+        """Marks the folder as a bloomz_tune run and records which of its stages are done (``training.runstate``)."""
+        return self.path / ".bloomz_tune.run"
+
+    @property
+    def replaced(self) -> Path:
+        """Where an overwritten run waits, whole, until the run replacing it has finished."""
+        return self.path / ".replaced"
+
+    @property
+    def staging(self) -> Path:
+        """What a run prepares before its checks have passed (the demo's tiny base model), moved in afterwards."""
+        return self.path / ".incoming"
+
+    @property
+    def base_model(self) -> Path:
+        """The tiny demo's base model (a recipe with ``model.tiny``)."""
+        return self.path / "base_model"
 
     @property
     def recipe(self) -> Path:
@@ -103,13 +124,24 @@ class RunDir:
 
 
 class RunLock:
-    """The claim on a run directory; ``release()`` (or leaving the ``with`` block) gives it up."""
+    """The claim on a run directory: an OS lock (``fcntl.flock``) held on the open lock file for the whole run.
 
-    def __init__(self, path: Path):
+    The kernel drops the lock when the holder's process ends, however it ends, so a lock file left by a killed run
+    is taken over by the next run without a race: of two processes taking it over at once, one gets the OS lock
+    and the other is refused. ``release()`` (or leaving the ``with`` block) removes the file and gives it up."""
+
+    def __init__(self, path: Path, fd: int):
         self.path = path
+        self.fd = fd
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.fd < 0:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # while still holding the OS lock: no one takes a file being removed
+        finally:
+            os.close(self.fd)
+            self.fd = -1
 
     def __enter__(self):
         return self
@@ -120,27 +152,43 @@ class RunLock:
 
 def claim(run_dir: Path, say=print) -> RunLock:
     """Create ``run_dir`` if needed and take its lock, or raise BloomzTuneError naming the run that holds it."""
+    import fcntl
+
     run_dir.mkdir(parents=True, exist_ok=True)
     path = RunDir(run_dir).lock
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for _ in range(2):
+    for _ in range(20):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(path)
-            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
-                say(f"run directory {run_dir}: taking over the lock of process {holder['pid']}, which is no longer "
-                    f"running (started {holder.get('started', '?')})")
-                path.unlink(missing_ok=True)
-                continue
-            raise BloomzTuneError(
-                f"{run_dir} is in use by another run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-                f"started {holder.get('started', '?')}); choose another output_dir, or wait for that run to end "
-                f"(if it is gone for good, delete {path})") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(me, f)
-        return RunLock(path)
-    raise BloomzTuneError(f"could not take the lock {path}: another run took it at the same moment")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _in_use(run_dir, path, _read_lock(path)) from None
+        try:  # the file we locked may have been removed by its releasing holder meanwhile: then lock the new one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        holder = _read_lock(path)
+        if holder:
+            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and pid_alive(holder["pid"]):
+                os.close(fd)  # a live process named in the file that holds no OS lock: a run of an older version
+                raise _in_use(run_dir, path, holder)
+            say(f"run directory {run_dir}: taking over the lock of process {holder.get('pid', '?')}, which is no "
+                f"longer running (started {holder.get('started', '?')})")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        return RunLock(path, fd)
+    raise BloomzTuneError(f"could not take the lock {path}: other runs keep taking and releasing it")
+
+
+def _in_use(run_dir: Path, path: Path, holder: dict) -> BloomzTuneError:
+    return BloomzTuneError(
+        f"{run_dir} is in use by another run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+        f"started {holder.get('started', '?')}); choose another output_dir, or wait for that run to end "
+        f"(if it is gone for good, delete {path})")
 
 
 def _read_lock(path: Path) -> dict:
@@ -170,46 +218,55 @@ def writable_problem(path: Path, what: str) -> str | None:
     return None
 
 
-def check_fresh_start(run_dir: Path, setting, checkpoint: Path | None, overwrite: bool) -> None:
-    """Refuse to start a new run over an earlier one, unless resuming it or told to overwrite it.
-
-    ``setting`` is the recipe's resume_from_checkpoint, ``checkpoint`` what it resolved to. With ``auto`` and
-    no complete checkpoint, an unfinished run starts again from the beginning; a finished one is kept.
-    """
-    if checkpoint is not None or overwrite or not (RunDir(run_dir).recipe).exists():
-        return
-    finished = (RunDir(run_dir).final).is_dir()
-    if setting == "auto" and not finished:
-        return
-    state = "a finished run (final/)" if finished else "an unfinished run"
-    raise BloomzTuneError(f"{run_dir} already holds {state}; choose another output_dir, resume it with "
-                          f"training.resume_from_checkpoint=auto, or replace it with overwrite_output_dir=true")
-
-
-def clear_for_overwrite(run_dir: Path, say=print) -> None:
-    """Remove an earlier run's files (not the lock) once the new run holds the directory and its inputs are good."""
-    removed = [p for p in run_dir.iterdir() if p.name != RunDir(run_dir).lock.name]
-    for p in removed:
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    if removed:
-        say(f"overwrite_output_dir: removed the earlier run's {len(removed)} entries from {run_dir}")
-
-
 # ---- checkpoints -------------------------------------------------------------------------------------------------
 
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_digests(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
+    """``{relative path: {"size", "sha256"}}`` for every file under ``folder`` (names in ``skip`` left out)."""
+    return {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_digest(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+def digests_problem(folder: Path, files) -> str | None:
+    """None when every file recorded in ``files`` (``folder_digests``' form) is in ``folder`` with the same content;
+    else the first difference, naming the file."""
+    if not isinstance(files, dict) or not files:
+        return "it records no files"
+    for name, want in files.items():
+        p = folder / name
+        if not isinstance(want, dict):
+            return f"its record of {name} is unreadable"
+        if not p.is_file():
+            return f"{name} is missing"
+        if p.stat().st_size != want.get("size"):
+            return f"{name} is {p.stat().st_size:,} bytes, {want.get('size', 0):,} when it was saved"
+        if file_digest(p) != want.get("sha256"):
+            return f"{name} has changed since it was saved (its content hash differs)"
+    return None
+
+
 def mark_complete(checkpoint: Path, step: int) -> None:
-    """Flush every file of ``checkpoint`` to disk, then write the marker (atomically) recording their sizes."""
-    files = {}
+    """Flush every file of ``checkpoint`` to disk, then write the marker (atomically) recording each file's size
+    and content hash."""
     for p in sorted(checkpoint.rglob("*")):
         if p.is_file() and p.name != MARKER:
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-            files[str(p.relative_to(checkpoint))] = p.stat().st_size
+    files = folder_digests(checkpoint, skip=(MARKER,))
     write_atomic(checkpoint / MARKER, json.dumps({"step": step, "files": files}), durable=True)
 
 
 def checkpoint_problem(checkpoint: Path) -> str | None:
-    """None when ``checkpoint`` is whole; else why it cannot be resumed from."""
+    """None when ``checkpoint`` is whole (every file as it was saved, by content hash); else why it cannot be
+    resumed from."""
     marker = checkpoint / MARKER
     if not marker.is_file():
         return "its save was cut short (no completion marker)"
@@ -217,13 +274,17 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         files = json.loads(marker.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"its {MARKER} is unreadable"
-    for name, size in files.items():
-        p = checkpoint / name
-        if not p.is_file():
-            return f"{name} is missing"
-        if p.stat().st_size != size:
-            return f"{name} is {p.stat().st_size:,} bytes, {size:,} when it was saved"
-    return None
+    return digests_problem(checkpoint, files)
+
+
+def training_finished(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` was saved at the last optimizer step of its run (transformers' trainer_state.json:
+    global_step has reached max_steps)."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        return int(state["max_steps"]) > 0 and int(state["global_step"]) >= int(state["max_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def checkpoint_step(checkpoint: Path) -> int:

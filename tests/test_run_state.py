@@ -1,0 +1,282 @@
+"""A run directory that keeps what is not ours and tells the truth: finished runs stay finished, replacements keep
+the replaced run until they finish, refused and failed runs change nothing, diverged training stops, one lock
+holder at a time, checkpoints checked by content.
+
+One small run (4 steps) is made once; each test works on its own copy.
+"""
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bloomz_tune.cli import main
+from bloomz_tune.errors import BloomzTuneError, TrainingDiverged
+from bloomz_tune.finetune import run
+from bloomz_tune.recipe import load_recipe
+from bloomz_tune.training.rundir import MARKER, RunDir, checkpoint_problem, claim
+from bloomz_tune.training.runstate import read_stages
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "data_mixtures" / "demo.yaml"
+
+
+def overrides(run_dir, cache, *extra):
+    return [f"output_dir={run_dir}", f"data.mixture_cache={cache}", f"data.mixture={DEMO}", "training.max_steps=4",
+            "training.save_steps=2", "training.save_total_limit=null", "training.logging_steps=1",
+            "eval.sanity=true", "eval.sanity_examples=8", *extra]
+
+
+def train(run_dir, cache, *extra):
+    return run(load_recipe(ROOT / "recipes" / "tiny_demo.yaml", overrides(run_dir, cache, *extra)))
+
+
+def cli(run_dir, cache, *extra) -> int:
+    return main(["train", str(ROOT / "recipes" / "tiny_demo.yaml"), *overrides(run_dir, cache, *extra)])
+
+
+def digest(folder: Path) -> dict:
+    """Every file and folder under ``folder``: content hash for files (the run directory's whole state)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(folder.rglob("*"))}
+
+
+def steps(run_dir):
+    return [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("small_run")
+    results = train(base / "run", base / "mix")
+    return {"run_dir": base / "run", "cache": base / "mix", "results": results}
+
+
+@pytest.fixture()
+def copy(small_run, tmp_path):
+    """A copy of the finished small run, in this test's folder."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run["run_dir"], run_dir, symlinks=True)
+    return run_dir
+
+
+def weights(run_dir):
+    return (run_dir / "final" / "adapter_model.safetensors").read_bytes()
+
+
+# ---- a finished run is finished -------------------------------------------------------------------------------
+
+
+def test_resuming_a_finished_run_trains_nothing_and_changes_nothing(small_run, copy, capsys):
+    before = digest(copy)
+    capsys.readouterr()
+    results = train(copy, small_run["cache"], "training.resume_from_checkpoint=auto")
+    out = capsys.readouterr().out
+    assert "holds a finished run" in out and "nothing to do" in out
+    assert digest(copy) == before
+    assert results["sanity"] == small_run["results"]["sanity"]
+
+
+@pytest.mark.parametrize("killed_in", ["final save", "evaluation", "card"])
+def test_a_run_cut_short_after_its_last_step_completes_only_the_missing_stages(killed_in, small_run, copy, capsys):
+    rd = RunDir(copy)
+    stages = read_stages(copy)
+    final_weights = weights(copy)
+    if killed_in == "final save":  # the weights were half written beside final/, which was not there yet
+        os.replace(rd.final, rd.final_incoming)
+        (rd.final_incoming / "adapter_model.safetensors").write_bytes(final_weights[:1000])
+        kept = {"trained": stages["trained"]}
+    elif killed_in == "evaluation":
+        shutil.rmtree(rd.eval)
+        kept = {k: stages[k] for k in ("trained", "final")}
+    else:
+        (rd.final / "README.md").write_text("half a card")
+        kept = {k: stages[k] for k in ("trained", "final", "evaluated")}
+    rd.marker.write_text(json.dumps({"kind": "bloomz_tune run", "stages": kept}))
+    final_before = digest(rd.final) if rd.final.is_dir() else None
+    capsys.readouterr()
+    results = train(copy, small_run["cache"], "training.resume_from_checkpoint=auto")
+    out = capsys.readouterr().out
+    assert "training is done, no more steps" in out and "step      5" not in out
+    assert steps(copy) == [1, 2, 3, 4]  # every step logged once, none after the last
+    assert weights(copy) == final_weights  # bit-identical to the uninterrupted run
+    if final_before is not None:  # a final/ that was whole is not written again
+        assert "kept as it is" in out
+        assert {k: v for k, v in digest(rd.final).items() if k.endswith((".safetensors", ".json"))
+                and k not in ("datasheet.json", "run.json")} == \
+            {k: v for k, v in final_before.items() if k.endswith((".safetensors", ".json"))
+             and k not in ("datasheet.json", "run.json")}
+    assert results["sanity"] == small_run["results"]["sanity"]
+    assert read_stages(copy)["finished"] is True and not rd.final_incoming.exists()
+    assert (rd.final / "README.md").read_text() == (small_run["run_dir"] / "final" / "README.md").read_text()
+
+
+def test_a_final_changed_on_disk_is_not_trusted(small_run, copy, capsys):
+    adapter = copy / "final" / "adapter_model.safetensors"
+    data = bytearray(adapter.read_bytes())
+    data[-100:] = bytes(100)  # same size, other content
+    adapter.write_bytes(bytes(data))
+    capsys.readouterr()
+    train(copy, small_run["cache"], "training.resume_from_checkpoint=auto")
+    assert "training is done" in capsys.readouterr().out
+    assert weights(copy) == weights(small_run["run_dir"]) and steps(copy) == [1, 2, 3, 4]
+
+
+# ---- failed re-runs change nothing; replacements keep the replaced run until they finish ---------------------
+
+
+def test_failed_reruns_leave_the_finished_run_byte_identical(small_run, copy, tmp_path):
+    before = digest(copy)
+    attempts = [
+        [],  # a plain re-run
+        ["training.resume_from_checkpoint=auto", "lora.r=5"],  # resuming with another recipe
+        ["training.resume_from_checkpoint=true", "model.tiny.n_head=3"],
+        ["overwrite_output_dir=true", "training.max_epochs_over_mixture=0.001"],  # refused late: the budget
+        ["overwrite_output_dir=true", "data.max_length=2"],  # no row fits
+        ["overwrite_output_dir=true", "lora.target_modules=[no_such_module]"],
+    ]
+    for extra in attempts:
+        with pytest.raises(BloomzTuneError):
+            train(copy, small_run["cache"], *extra)
+        assert digest(copy) == before, extra
+
+
+def test_resuming_with_another_recipe_is_refused_naming_the_key(small_run, copy):
+    with pytest.raises(BloomzTuneError, match=r"lora\.r: 16 -> 5"):
+        train(copy, small_run["cache"], "training.resume_from_checkpoint=auto", "lora.r=5",
+              "training.max_steps=8")  # not finished at 8 steps: a resume, checked against the saved recipe
+
+
+def test_a_diverging_replacement_puts_the_replaced_run_back(small_run, copy, capsys):
+    before = digest(copy)
+    code = cli(copy, small_run["cache"], "overwrite_output_dir=true", "training.learning_rate=1e30")
+    err = capsys.readouterr().err
+    assert code == 3 and err.startswith("error: training diverged at step ") and len(err.splitlines()) == 1
+    assert digest(copy) == before
+
+
+def test_overwrite_replaces_our_run_and_removes_it_only_at_the_end(small_run, copy, capsys):
+    (copy / "checkpoints" / "checkpoint-2" / "stale").write_text("from the earlier run")
+    train(copy, small_run["cache"], "overwrite_output_dir=true", "training.max_steps=2")
+    out = capsys.readouterr().out
+    assert "kept in" in out and "removed the replaced run" in out
+    assert steps(copy) == [1, 2] and not (copy / ".replaced").exists()
+    assert not (copy / "checkpoints" / "checkpoint-4").exists()
+    assert not (copy / "checkpoints" / "checkpoint-2" / "stale").exists()
+    assert read_stages(copy)["finished"] is True
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_our_run(small_run, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    (folder / "data.csv").write_text("1,2")
+    before = digest(folder)
+    for extra in (["overwrite_output_dir=true"], [], ["training.resume_from_checkpoint=auto"]):
+        with pytest.raises(BloomzTuneError, match="not a bloomz_tune run"):
+            train(folder, small_run["cache"], *extra)
+        assert digest(folder) == before
+
+
+def test_output_dir_never_is_or_holds_what_the_run_reads(small_run, tiny_model_dir, tmp_path):
+    model = tmp_path / "models" / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    before = digest(tmp_path / "models")
+    for out in (model, tmp_path / "models"):
+        with pytest.raises(BloomzTuneError, match="which the run reads"):
+            train(out, small_run["cache"], "overwrite_output_dir=true", "model.tiny=null",
+                  f"model.name_or_path={model}")
+        assert digest(tmp_path / "models") == before
+    with pytest.raises(BloomzTuneError, match="holds data.mixture_cache"):
+        train(small_run["cache"].parent, small_run["cache"], "overwrite_output_dir=true")
+
+
+def test_a_refused_fresh_run_leaves_no_folder(small_run, tmp_path):
+    for extra in (["training.max_epochs_over_mixture=0.001"], ["data.max_length=2"]):
+        with pytest.raises(BloomzTuneError):
+            train(tmp_path / "new" / "run", small_run["cache"], *extra)
+        assert not (tmp_path / "new" / "run").exists(), extra
+
+
+# ---- diverged training stops --------------------------------------------------------------------------------
+
+
+def test_non_finite_training_stops_with_its_own_exit_code(small_run, tmp_path, capsys):
+    code = cli(tmp_path / "run", small_run["cache"], "training.learning_rate=1e30")
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "training diverged at step" in err and "wrote no final/" in err
+    assert not (tmp_path / "run" / "final").exists() and "finished" not in read_stages(tmp_path / "run")
+    assert not (tmp_path / "run" / RunDir(tmp_path).lock.name).exists()
+
+
+def test_the_control_run_does_not_diverge(small_run):
+    """The control for the test above: the same run at the recipe's learning rate finishes."""
+    assert read_stages(small_run["run_dir"])["finished"] is True
+
+
+# ---- checkpoints are checked by content ----------------------------------------------------------------------
+
+
+def test_a_same_size_corrupted_checkpoint_is_skipped(small_run, copy):
+    checkpoint = copy / "checkpoints" / "checkpoint-4"
+    assert checkpoint_problem(checkpoint) is None  # the control: as saved
+    adapter = checkpoint / "adapter_model.safetensors"
+    data = bytearray(adapter.read_bytes())
+    data[-1] ^= 0xFF
+    adapter.write_bytes(bytes(data))
+    assert "adapter_model.safetensors has changed since it was saved" in checkpoint_problem(checkpoint)
+    assert json.loads((checkpoint / MARKER).read_text())["files"]["adapter_model.safetensors"]["sha256"]
+
+
+# ---- one lock holder, always -----------------------------------------------------------------------------------
+
+
+def _contender(run_dir, go, results, trials):
+    for trial in range(trials):
+        go.wait()  # both contenders start together, at a stale lock
+        try:
+            lock = claim(Path(run_dir), say=lambda *_: None)
+        except BloomzTuneError:
+            results.put((trial, False))
+        else:
+            results.put((trial, True))
+            go.wait()  # hold the lock until both have tried
+            lock.release()
+            go.wait()
+            continue
+        go.wait()
+        go.wait()  # the holder has released; the main process lays the next stale lock
+
+
+def test_two_processes_taking_over_a_stale_lock_never_both_hold_it(tmp_path):
+    trials = 200
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    import socket
+
+    stale = json.dumps({"pid": dead, "host": socket.gethostname(), "started": "yesterday"})
+    ctx = multiprocessing.get_context("fork")
+    go, results = ctx.Barrier(3), ctx.Queue()
+    workers = [ctx.Process(target=_contender, args=(str(run_dir), go, results, trials)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    holders = []
+    for trial in range(trials):
+        (run_dir / RunDir(run_dir).lock.name).write_text(stale)
+        go.wait()
+        got = [results.get(timeout=60) for _ in range(2)]
+        holders.append(sum(held for _, held in got))
+        go.wait()
+        go.wait()
+    for w in workers:
+        w.join(timeout=60)
+    assert holders == [1] * trials  # exactly one holder in every trial
