@@ -23,6 +23,7 @@ import sys
 
 import bloomz_tune as api
 from bloomz_tune.errors import BloomzTuneError, exit_code
+from bloomz_tune.evaluation.generation import MAX_NEW_TOKENS
 from bloomz_tune.logs import setup_logging
 from bloomz_tune.mixture.contamination import NGRAM, RULE
 from bloomz_tune.mixture.datasheet import CONTAMINATION_KEY, DATASHEET_JSON, DATASHEET_MD
@@ -202,6 +203,8 @@ def generate(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not args.prompt and not args.interactive:
         raise BloomzTuneError("give a prompt, or --interactive to type prompts one per line")
+    if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:  # before the model loads
+        raise BloomzTuneError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens:,}")
     model, tokenizer = api.load_model_for_generation(args.model, dtype=args.dtype, device=args.device)
     if args.prompt:
         print(api.generate(model, args.prompt, args.max_new_tokens, tokenizer=tokenizer), flush=True)

@@ -133,6 +133,8 @@ def run(recipe: Recipe) -> dict:
     existed = run_dir.exists()
     lock = claim(run_dir, say=print0) if is_main_process() else None
     try:
+        if lock is not None:
+            undo(start)  # what a run killed before its first write prepared: made again
         results = train_and_check(recipe, start, zero_shot_data)
         if is_main_process():
             drop_replaced(run_dir, say=print0)

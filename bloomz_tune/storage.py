@@ -7,6 +7,7 @@ place, so a reader sees the old file or the new one, never a part, even when the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -44,3 +45,12 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB blocks (markers record it; readers check it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -162,6 +162,10 @@ def write(name, content: bytes):
     return make
 
 
+ALIAS_BOMB = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n".encode() for i in range(8))
+
+
 # (case, argv maker: (tmp, tiny_model_dir) -> argv, words the message must contain)
 CASES = [
     # where a run writes
@@ -172,6 +176,18 @@ CASES = [
      ["data.mixture_cache", "not writable"]),
     ("finished run dir", lambda t, m: finished_run(t), ["already holds a finished run", "overwrite_output_dir"]),
     ("run dir in use", lambda t, m: locked_run(t), ["in use by another run", f"pid {os.getpid()}"]),
+    ("output_dir holds user files", lambda t, m: make_file(t / "run" / "thesis.tex") and train(t),
+     ["not a bloomz_tune run", "thesis.tex"]),
+    ("overwrite a folder of user files", lambda t, m: make_file(t / "run" / "thesis.tex") and train(
+        t, "overwrite_output_dir=true"), ["not a bloomz_tune run", "overwrite_output_dir replaces only"]),
+    ("output_dir is the model folder", lambda t, m: model_folder(t, m, lambda f: None) + [
+        f"output_dir={t / 'model'}", "overwrite_output_dir=true"], ["output_dir", "is model.name_or_path"]),
+    ("output_dir holds the model folder", lambda t, m: model_folder(t, m, lambda f: None) + [f"output_dir={t}"],
+     ["output_dir", "holds model.name_or_path", "which the run reads"]),
+    ("output_dir holds the mixture cache", lambda t, m: train(t, f"output_dir={t}"), ["holds data.mixture_cache"]),
+    pytest.param("flex attention on a CPU", lambda t, m: train(t, "model.attention=flex"),
+                 ["flex attention needs a GPU"], marks=pytest.mark.skipif(
+                     __import__("torch").cuda.is_available(), reason="with a GPU, flex trains")),
     ("resume, no checkpoint", lambda t, m: train(t, "training.resume_from_checkpoint=true"),
      ["resume_from_checkpoint", "no complete checkpoint"]),
     ("resume, bad path", lambda t, m: train(t, f"training.resume_from_checkpoint={t / 'nope'}"),
@@ -214,6 +230,8 @@ CASES = [
     # evaluation
     ("eval data folder missing", lambda t, m: train(t, "eval.tasks=[xcopa]", f"eval.data_dirs={{xcopa: {t / 'x'}}}"),
      ["xcopa", "does not exist"]),
+    ("generate a billion tokens", lambda t, m: ["generate", str(m), "hi", "--max-new-tokens", "1000000000"],
+     ["--max-new-tokens", "between 1 and 2,048"]),
     ("eval unknown task", lambda t, m: ["eval", str(m), "--tasks", "nope", "--output", str(t / "e")], ["nope"]),
     ("eval model path missing", lambda t, m: ["eval", str(t / "runs" / "final"), "--tasks", "xcopa", "--languages",
                                               "zh", "--data-dir", f"xcopa={FIXTURES / 'eval' / 'xcopa'}",
@@ -236,7 +254,20 @@ CASES = [
     ("template repeats a string 10**13 times", lambda t, m: spec(t, "{{ 'x' * 10**13 }}"),
      ["OverflowError", "row"]),
     ("template loops over range(10**9)", lambda t, m: spec(t, "{% for i in range(10**9) %}{{ i }}{% endfor %}"),
-     ["Range too big", "row"]),
+     ["OverflowError", "1,000,000,000", "row"]),
+    ("template pads a string to 10**9", lambda t, m: spec(t, "{{ text.ljust(10**9) }}"),
+     ["OverflowError", "ljust", "row"]),
+    ("template filter width 10**9", lambda t, m: spec(t, "{{ text|center(10**9) }}"), ["filter 'center'", "row"]),
+    ("template format width 10**9", lambda t, m: spec(t, "{{ '{:x>1000000000}'.format(1) }}"),
+     ["format width", "row"]),
+    ("template output over the row bound", lambda t, m: spec(
+        t, "{% set s = 'x' * 999999 %}{% for i in range(100) %}{{ s ~ s }}{% endfor %}"),
+     ["longer than 1,000,000 characters", "row"]),
+    ("template recursive macro", lambda t, m: spec(t, "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+     ["RecursionError", "row"]),
+    ("recipe YAML alias bomb", lambda t, m: write("r.yaml", ALIAS_BOMB)(t), ["aliases expand to more than"]),
+    ("a long bad value is quoted short", lambda t, m: train(t, "training.max_steps=" + "9x" * 50_000),
+     ["training.max_steps: expected int", "(100,002 characters)"]),
     ("template names a missing column", lambda t, m: spec(t, "{{ review }}"), ["column 'review' is missing"]),
     ("spec unknown source key", lambda t, m: spec(t, "{{ text }}", ", templat: [t]"), ["did you mean"]),
     ("spec held-out dataset", lambda t, m: spec(t, "{{ text }}", ", dataset: facebook/xnli"), ["held-out", "XNLI"]),
@@ -263,7 +294,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, make, words", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case, make, words", CASES, ids=[c.values[0] if hasattr(c, "values") else c[0]
+                                                        for c in CASES])
 def test_refused_clearly(case, make, words, tmp_path, tiny_model_dir, capsys):
     argv = make(tmp_path, tiny_model_dir)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}

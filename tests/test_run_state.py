@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bloomz_tune.cli import main
-from bloomz_tune.errors import BloomzTuneError, TrainingDiverged
+from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.finetune import run
 from bloomz_tune.recipe import load_recipe
 from bloomz_tune.training.rundir import MARKER, RunDir, checkpoint_problem, claim
@@ -270,7 +270,7 @@ def test_two_processes_taking_over_a_stale_lock_never_both_hold_it(tmp_path):
     for w in workers:
         w.start()
     holders = []
-    for trial in range(trials):
+    for _ in range(trials):
         (run_dir / RunDir(run_dir).lock.name).write_text(stale)
         go.wait()
         got = [results.get(timeout=60) for _ in range(2)]
@@ -280,3 +280,50 @@ def test_two_processes_taking_over_a_stale_lock_never_both_hold_it(tmp_path):
     for w in workers:
         w.join(timeout=60)
     assert holders == [1] * trials  # exactly one holder in every trial
+
+
+# ---- corrupt state on disk is named and rebuilt ------------------------------------------------------------------
+
+
+def test_a_corrupted_tokenized_split_is_named_and_tokenized_again(small_run, tmp_path, capsys):
+    cache = tmp_path / "mix"
+    shutil.copytree(small_run["cache"], cache, symlinks=True)
+    [data] = [p for p in cache.rglob("train.arrow") if "tokenized" in p.parts]
+    raw = bytearray(data.read_bytes())
+    for i in range(0, min(len(raw), 2000 * 97), 97):  # 2,000 flipped bytes, the size unchanged
+        raw[i] ^= 0x5A
+    data.write_bytes(bytes(raw))
+    capsys.readouterr()
+    train(tmp_path / "run", cache)
+    assert "content hash differs): tokenizing again" in capsys.readouterr().out
+    assert steps(tmp_path / "run") == steps(small_run["run_dir"])
+    assert weights(tmp_path / "run") == weights(small_run["run_dir"])
+
+
+# ---- non-finite weights are never pushed, merged or asked to generate ------------------------------------------
+
+
+def nan_adapter(run_dir):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = run_dir / "final" / "adapter_model.safetensors"
+    tensors = load_file(str(path))
+    name = sorted(tensors)[0]
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return name
+
+
+def test_push_and_generate_refuse_non_finite_weights(copy, capsys):
+    assert main(["push", str(copy), "--repo-id", "me/x", "--dry-run"]) == 0  # the control: finite weights pass
+    name = nan_adapter(copy)
+    capsys.readouterr()
+    assert main(["push", str(copy), "--repo-id", "me/x", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "NaN or infinite" in err and len(err.splitlines()) == 1
+    assert main(["generate", str(copy / "final"), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and len(err.splitlines()) == 1
+    assert main(["merge", str(copy), "--output", str(copy.parent / "merged")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err and not (copy.parent / "merged").exists()

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.evaluation.generation import first_nonfinite
 from bloomz_tune.hub.card import model_card, read_run
 from bloomz_tune.model.config import TOKENIZER_FILES as MODEL_TOKENIZER_FILES
 from bloomz_tune.model.loading import load_for_eval, resolve_dtype
@@ -72,9 +73,12 @@ def check_final(folder: str | Path) -> list[Path]:
     for path in weights:
         try:
             with safe_open(str(path), "pt") as f:
-                list(f.keys())
+                bad = first_nonfinite((name, f.get_tensor(name)) for name in f.keys())
         except Exception as err:  # safetensors raises its own error type for a bad header or a cut file
-            raise BloomzTuneError(f"{path} is not a whole safetensors file: {err}") from err
+            raise BloomzTuneError(f"{path} is not a whole safetensors file: {str(err)[:200]}") from err
+        if bad:
+            raise BloomzTuneError(f"{path}: tensor {bad} holds NaN or infinite values (the training diverged?); "
+                                  f"such weights are never pushed or merged")
     if not any((folder / f).is_file() for f in MODEL_TOKENIZER_FILES):
         raise BloomzTuneError(f"{folder} has no tokenizer (tokenizer.json / tokenizer_config.json)")
     from transformers import AutoTokenizer

@@ -4,7 +4,8 @@ A day of GPU time should not end on a typo, and a problem found late should not 
 rewritten. ``check_training_inputs(recipe)`` looks at what the run will need, without loading weights or
 building data: where it writes (output_dir, the mixture cache), the model folder or Hub id (config.json, a BLOOM
 model, no remote code unless allowed, safetensors weights, a tokenizer) and the LoRA target modules (matched
-against the model's own module names, from its config). Every problem is reported at once.
+against the model's own module names, from its config) and an attention backend the device has. Every
+problem is reported at once.
 """
 
 from __future__ import annotations
@@ -33,8 +34,17 @@ def check_training_inputs(recipe: Recipe) -> None:
         config = tiny_config(recipe.model.tiny)
     if config is not None and recipe.lora.enabled:
         problems += lora_target_problems(config, recipe.lora.target_modules, recipe.lora.modules_to_save)
+    if recipe.model.attention == "flex" and not _has_gpu():
+        problems.append("model.attention: flex attention needs a GPU to train (torch has no flex backward on the "
+                        "CPU); use sdpa here")
     if problems:
         raise ConfigError(problems, source=recipe.source)
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _cache_problem(recipe: Recipe) -> str | None:

@@ -1,22 +1,24 @@
 """The run directory belongs to one run at a time, and its checkpoints are whole or ignored.
 
-- ``claim(run_dir)``: a lock file (``.bloomz_tune.lock``: pid, host, start time) created atomically before
-  anything else is written. A second run into the same directory is refused, naming the holder; a lock left
-  by a process that is gone (same host, pid not running) is taken over with a message.
-- ``check_fresh_start(run_dir, ...)``: a new run never writes over an earlier one by accident: a directory that
-  already holds a run is refused unless the recipe resumes it or sets ``overwrite_output_dir``.
-- Checkpoints: the trainer writes a completion marker (``checkpoint_complete.json``, the size of every file)
-  into a checkpoint only after every process has finished writing it and its files are flushed to disk
+- ``claim(run_dir)``: a lock file (``.bloomz_tune.lock``: pid, host, start time) on which the run holds an OS lock
+  (``fcntl.flock``) before anything else is written. A second run into the same directory is refused, naming the
+  holder; a lock file left by a process that is gone is taken over with a message (the kernel released its OS
+  lock, so of two runs taking it over at once exactly one gets it).
+- ``writable_problem``: whether a folder can be created and written (a real write, before the run starts).
+- Checkpoints: the trainer writes a completion marker (``checkpoint_complete.json``: the size and SHA-256 of every
+  file) into a checkpoint only after every process has finished writing it and its files are flushed to disk
   (``mark_complete``). ``resolve_resume`` takes the newest checkpoint whose marker is there and whose files
-  still have their recorded sizes, and says which ones it skipped and why; ``remove_incomplete`` deletes the
-  skipped ones so the resumed run can write those step numbers afresh.
+  still have their recorded content, and says which ones it skipped and why; ``remove_incomplete`` deletes the
+  skipped ones so the resumed run can write those step numbers afresh. ``training_finished`` says whether a
+  checkpoint is the last step's.
 - ``trim_metrics``: after a resume, metrics.jsonl keeps only the steps up to the checkpoint, so no step is
   logged (or plotted) twice.
+
+Whose a directory is, which stages of its run are done and how a run replaces another: ``training.runstate``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.mixture.datasheet import DATASHEET_JSON
-from bloomz_tune.storage import pid_alive, write_atomic
+from bloomz_tune.storage import file_digest, pid_alive, write_atomic
 
 MARKER = "checkpoint_complete.json"
 
@@ -219,15 +221,6 @@ def writable_problem(path: Path, what: str) -> str | None:
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------------
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's content, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def folder_digests(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
     """``{relative path: {"size", "sha256"}}`` for every file under ``folder`` (names in ``skip`` left out)."""

@@ -84,10 +84,12 @@ def content(run_dir: Path) -> list[Path]:
 
 
 def overlap_problem(run_dir: Path, inputs: dict[str, str | Path | None]) -> str | None:
-    """The problem when ``run_dir`` is, or holds, one of the local ``inputs`` ({what: path}) the run reads."""
+    """The problem when ``run_dir`` is, or holds, one of the local ``inputs`` ({what: path}) the run reads.
+
+    A path that does not exist is a Hub id, except the mixture cache, which the run creates."""
     here = run_dir.expanduser().resolve()
     for what, path in inputs.items():
-        if not path or not Path(path).expanduser().exists():
+        if not path or (what != "data.mixture_cache" and not Path(path).expanduser().exists()):
             continue
         there = Path(path).expanduser().resolve()
         if there == here or here in there.parents:
