@@ -40,7 +40,7 @@ from bloomz_tune.model.tiny import save_tiny_bloom
 from bloomz_tune.recipe import Recipe, check_recipe, parse_train_argv, save_recipe  # noqa: E402
 from bloomz_tune.runtime import is_main_process, print0
 from bloomz_tune.schema import dump_yaml
-from bloomz_tune.storage import write_json
+from bloomz_tune.storage import folder_digests, write_json
 from bloomz_tune.tokens.batches import PaddingCollator
 from bloomz_tune.tokens.cache import tokenized_split
 from bloomz_tune.tokens.counts import datasheet_for
@@ -51,7 +51,6 @@ from bloomz_tune.training.rundir import (
     RunDir,
     checkpoint_step,
     claim,
-    folder_digests,
     remove_incomplete,
     resolve_resume,
     training_finished,
@@ -65,6 +64,7 @@ from bloomz_tune.training.runstate import (
     recipe_changes,
     record_stage,
     restore,
+    run_inputs,
     set_aside,
     write_stages,
 )
@@ -148,17 +148,6 @@ def run(recipe: Recipe) -> dict:
             lock.release()
             if not existed and not any(run_dir.iterdir()):
                 run_dir.rmdir()  # a refused run leaves no folder behind
-
-
-def run_inputs(recipe: Recipe) -> dict:
-    """The local folders and files the run reads, which its directory must neither be nor hold."""
-    inputs = {"model.name_or_path": recipe.model.name_or_path if recipe.model.tiny is None else None,
-              "data.mixture": recipe.data.mixture, "data.mixture_cache": recipe.data.mixture_cache}
-    inputs.update({f"eval.data_dirs.{k}": v for k, v in (recipe.eval.data_dirs or {}).items()})
-    resume = recipe.training.resume_from_checkpoint
-    if isinstance(resume, str) and resume != "auto":
-        inputs["training.resume_from_checkpoint"] = resume
-    return inputs
 
 
 def undo(start: Start) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bloomz_tune.cli import main
-from bloomz_tune.training.rundir import folder_digests
+from bloomz_tune.storage import folder_digests
 from bloomz_tune.training.runstate import write_stages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,6 +286,8 @@ CASES = [
      ["is not a folder", "hf download"]),
     ("mixture build output exists", lambda t, m: make_file(t / "built" / "f") and spec(t, "{{ text }}"),
      ["already exists"]),
+    ("mixture build --overwrite of a folder that is not a build", lambda t, m: make_file(t / "built" / "notes.txt")
+     and spec(t, "{{ text }}") + ["--overwrite"], ["is not a mixture build", "overwrite replaces only a build"]),
     ("contamination unknown task", lambda t, m: contamination(t, "--tasks", "xcopa,nope", build=False),
      ["unknown task 'nope'", "valid tasks: xnli, xcopa"]),
     ("contamination not a build", lambda t, m: contamination(t, build=False), ["is not a finished mixture build"]),

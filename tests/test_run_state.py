@@ -288,7 +288,7 @@ def test_two_processes_taking_over_a_stale_lock_never_both_hold_it(tmp_path):
 def test_a_corrupted_tokenized_split_is_named_and_tokenized_again(small_run, tmp_path, capsys):
     cache = tmp_path / "mix"
     shutil.copytree(small_run["cache"], cache, symlinks=True)
-    [data] = [p for p in cache.rglob("train.arrow") if "tokenized" in p.parts]
+    data = max((p for p in cache.rglob("train.arrow") if "tokenized" in p.parts), key=lambda p: p.stat().st_size)
     raw = bytearray(data.read_bytes())
     for i in range(0, min(len(raw), 2000 * 97), 97):  # 2,000 flipped bytes, the size unchanged
         raw[i] ^= 0x5A
@@ -298,6 +298,21 @@ def test_a_corrupted_tokenized_split_is_named_and_tokenized_again(small_run, tmp
     assert "content hash differs): tokenizing again" in capsys.readouterr().out
     assert steps(tmp_path / "run") == steps(small_run["run_dir"])
     assert weights(tmp_path / "run") == weights(small_run["run_dir"])
+
+
+def test_a_damaged_mixture_build_is_named_and_built_again(small_run, tmp_path, capsys):
+    cache = tmp_path / "mix"
+    shutil.copytree(small_run["cache"], cache, symlinks=True)
+    [data] = [p for p in cache.rglob("*.arrow") if "dataset" in p.parts and "train" in p.parts]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # cut short, as by a full disk
+    capsys.readouterr()
+    train(tmp_path / "run", cache)
+    out = capsys.readouterr().out
+    assert "is damaged" in out and "not reused" in out and data.name in out
+    assert weights(tmp_path / "run") == weights(small_run["run_dir"])
+    capsys.readouterr()
+    train(tmp_path / "again", cache)  # the rebuilt build is whole: reused
+    assert "reusing finished build" in capsys.readouterr().out
 
 
 # ---- non-finite weights are never pushed, merged or asked to generate ------------------------------------------

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.mixture.datasheet import DATASHEET_JSON
-from bloomz_tune.storage import file_digest, pid_alive, write_atomic
+from bloomz_tune.storage import digests_problem, folder_digests, pid_alive, write_atomic
 
 MARKER = "checkpoint_complete.json"
 
@@ -221,30 +221,6 @@ def writable_problem(path: Path, what: str) -> str | None:
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------------
-
-def folder_digests(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
-    """``{relative path: {"size", "sha256"}}`` for every file under ``folder`` (names in ``skip`` left out)."""
-    return {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_digest(p)}
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
-
-
-def digests_problem(folder: Path, files) -> str | None:
-    """None when every file recorded in ``files`` (``folder_digests``' form) is in ``folder`` with the same content;
-    else the first difference, naming the file."""
-    if not isinstance(files, dict) or not files:
-        return "it records no files"
-    for name, want in files.items():
-        p = folder / name
-        if not isinstance(want, dict):
-            return f"its record of {name} is unreadable"
-        if not p.is_file():
-            return f"{name} is missing"
-        if p.stat().st_size != want.get("size"):
-            return f"{name} is {p.stat().st_size:,} bytes, {want.get('size', 0):,} when it was saved"
-        if file_digest(p) != want.get("sha256"):
-            return f"{name} has changed since it was saved (its content hash differs)"
-    return None
-
 
 def mark_complete(checkpoint: Path, step: int) -> None:
     """Flush every file of ``checkpoint`` to disk, then write the marker (atomically) recording each file's size

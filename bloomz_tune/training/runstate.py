@@ -25,8 +25,8 @@ from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.recipe import Recipe, load_recipe, recipe_to_dict
-from bloomz_tune.storage import write_atomic
-from bloomz_tune.training.rundir import RunDir, digests_problem
+from bloomz_tune.storage import digests_problem, write_atomic
+from bloomz_tune.training.rundir import RunDir
 
 KIND = "bloomz_tune run"
 
@@ -99,6 +99,14 @@ def overlap_problem(run_dir: Path, inputs: dict[str, str | Path | None]) -> str 
     return None
 
 
+def run_inputs(recipe: Recipe) -> dict:
+    """The local folders and files a run of ``recipe`` reads, which its directory must neither be nor hold."""
+    inputs = {"model.name_or_path": recipe.model.name_or_path if recipe.model.tiny is None else None,
+              "data.mixture": recipe.data.mixture, "data.mixture_cache": recipe.data.mixture_cache}
+    inputs.update({f"eval.data_dirs.{k}": v for k, v in (recipe.eval.data_dirs or {}).items()})
+    return inputs
+
+
 def check_start(run_dir: Path, setting, checkpoint: Path | None, overwrite: bool,
                 inputs: dict[str, str | Path | None]) -> str:
     """How the run may use ``run_dir``: ``fresh``, ``resume``, ``replace`` or ``finished``; or raise, naming why not.
@@ -119,12 +127,12 @@ def check_start(run_dir: Path, setting, checkpoint: Path | None, overwrite: bool
             f"writes only into a new or empty folder or one of its own runs (marked by {RunDir(run_dir).marker.name}), "
             f"and overwrite_output_dir replaces only such a run: choose another output_dir")
     finished = is_finished(run_dir)
-    if overwrite:
-        return "replace"
     if finished and setting not in (None, False):
         return "finished"
-    if checkpoint is not None:
+    if checkpoint is not None:  # resuming comes first: replacing would move the checkpoint aside
         return "resume"
+    if overwrite:
+        return "replace"
     if setting == "auto" and not finished:
         return "replace"  # an unfinished run with no complete checkpoint starts again; the old one is kept aside
     state = "a finished run (final/)" if finished else "an unfinished run"
