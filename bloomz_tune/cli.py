@@ -143,6 +143,10 @@ def eval_parser() -> argparse.ArgumentParser:
 
 def evaluate(argv: list[str]) -> int:
     args = eval_parser().parse_args(argv)
+    if args.batch_size < 1 or args.max_length < 8 or (args.limit is not None and args.limit < 1):
+        raise BloomzTuneError(f"--batch-size must be at least 1, --max-length at least 8 and --limit at least 1; got "
+                              f"{args.batch_size}, {args.max_length} and {args.limit}")
+    check_device(args.device)
     setup_logging()
     results = api.evaluate(args.model, args.tasks, args.languages, output_dir=args.output, limit=args.limit,
                            prompts=args.prompts, batch_size=args.batch_size, max_length=args.max_length,
@@ -205,6 +209,7 @@ def generate(argv: list[str]) -> int:
         raise BloomzTuneError("give a prompt, or --interactive to type prompts one per line")
     if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:  # before the model loads
         raise BloomzTuneError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens:,}")
+    check_device(args.device)
     model, tokenizer = api.load_model_for_generation(args.model, dtype=args.dtype, device=args.device)
     if args.prompt:
         print(api.generate(model, args.prompt, args.max_new_tokens, tokenizer=tokenizer), flush=True)
@@ -218,6 +223,20 @@ def generate(argv: list[str]) -> int:
 
 
 # -- estimate -------------------------------------------------------------------------------------------------------
+
+def check_device(device: str | None) -> None:
+    """--device names a device this machine has (before any model loads)."""
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise BloomzTuneError(f"--device {device!r} is not a device name (cpu, cuda, cuda:1, mps, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BloomzTuneError(f"--device {device}: this machine has no CUDA GPU that torch can use; use --device cpu")
+
 
 def estimate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bloomz-tune estimate", description="Parameters, memory per GPU, tokens, "

@@ -24,3 +24,11 @@ def test_a_spinning_template_is_stopped_by_time(monkeypatch):
 def test_short_quotes_a_prefix_and_the_length():
     assert short("abc") == "abc"
     assert short("x" * 1000) == "x" * 80 + "... (1,000 characters)"
+
+
+def test_a_null_value_renders_as_nothing_not_the_word_none():
+    t = PromptTemplate(name="t", file="t.yaml", input="Review: {{ text }}", target="{{ label }}")
+    inputs, targets, _ = t.render({"text": None, "label": "positive"})
+    assert inputs == "Review:" and "None" not in inputs  # the row's other text stays
+    inputs, _, _ = t.render({"text": "fine", "label": "positive"})
+    assert inputs == "Review: fine"  # the control

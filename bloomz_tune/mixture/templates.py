@@ -87,6 +87,7 @@ def _make_env(strict: bool) -> SandboxedEnvironment:
         undefined=jinja2.StrictUndefined if strict else jinja2.Undefined,
         autoescape=False,
         keep_trailing_newline=False,
+        finalize=lambda value: "" if value is None else value,  # a null column is missing text, never "None"
     )
     env.globals.update(zip=zip, enumerate=enumerate, len=len)
     env.filters["choice"] = _choice
