@@ -74,8 +74,15 @@ def _trainer_class():
         """transformers' Trainer whose private hooks call public methods a subclass may override."""
 
         def _save_checkpoint(self, model, trial):
-            super()._save_checkpoint(model, trial)
+            try:
+                super()._save_checkpoint(model, trial)
+            except (OSError, RuntimeError) as err:  # a full disk: torch's zip writer says "unexpected pos"
+                self.checkpoint_failed(trial, err)
+                raise
             self.checkpoint_saved(trial)
+
+        def checkpoint_failed(self, trial, err: Exception) -> None:
+            """Writing a checkpoint raised ``err`` (the checkpoint has no completion marker)."""
 
         def checkpoint_saved(self, trial) -> None:
             """After a checkpoint is written (every process)."""

@@ -48,6 +48,13 @@ def remove(*patterns):
     return change
 
 
+def truncate(name, fraction):
+    def change(folder):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: int(len(data) * fraction)])
+    return change
+
+
 def pickle_weights(folder):
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
 
@@ -233,6 +240,10 @@ CASES = [
     ("model needs remote code", lambda t, m: model_folder(t, m, edit_config(
         auto_map={"AutoModelForCausalLM": "modeling_x.X"})), ["trust_remote_code"]),
     ("model weights pickled", lambda t, m: model_folder(t, m, pickle_weights), ["no safetensors", "pickled"]),
+    ("model weights cut short", lambda t, m: model_folder(t, m, truncate("model.safetensors", 0.5)),
+     ["model.safetensors is not a whole safetensors file"]),
+    ("model weights empty", lambda t, m: model_folder(t, m, truncate("model.safetensors", 0)),
+     ["model.safetensors is not a whole safetensors file"]),
     ("model without tokenizer", lambda t, m: model_folder(t, m, remove("tokenizer*")), ["no tokenizer"]),
     ("LoRA targets match nothing", lambda t, m: train(t, "lora.target_modules=[qkv]"),
      ["lora.target_modules", "'qkv' matches no module", "query_key_value"]),

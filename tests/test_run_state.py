@@ -342,3 +342,23 @@ def test_push_and_generate_refuse_non_finite_weights(copy, capsys):
     assert "NaN or infinite" in err and len(err.splitlines()) == 1
     assert main(["merge", str(copy), "--output", str(copy.parent / "merged")]) == 2
     assert "NaN or infinite" in capsys.readouterr().err and not (copy.parent / "merged").exists()
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_then_resumes(small_run, tmp_path, monkeypatch, capsys):
+    from transformers import Trainer
+
+    save = Trainer._save_optimizer_and_scheduler
+
+    def full_disk(self, output_dir):
+        if self.state.global_step == 2:
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 576 vs 470")
+        return save(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full_disk)
+    run_dir = tmp_path / "run"
+    assert cli(run_dir, small_run["cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: writing ") and "checkpoint-2 failed at step 2" in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", save)  # space freed
+    train(run_dir, small_run["cache"], "training.resume_from_checkpoint=auto")
+    assert steps(run_dir) == [1, 2, 3, 4] and weights(run_dir) == weights(small_run["run_dir"])

@@ -34,11 +34,28 @@ def check_training_inputs(recipe: Recipe) -> None:
         config = tiny_config(recipe.model.tiny)
     if config is not None and recipe.lora.enabled:
         problems += lora_target_problems(config, recipe.lora.target_modules, recipe.lora.modules_to_save)
+    if recipe.model.tiny is None and Path(recipe.model.name_or_path).expanduser().is_dir():
+        problems += weight_file_problems(Path(recipe.model.name_or_path).expanduser())
     if recipe.model.attention == "flex" and not _has_gpu():
         problems.append("model.attention: flex attention needs a GPU to train (torch has no flex backward on the "
                         "CPU); use sdpa here")
     if problems:
         raise ConfigError(problems, source=recipe.source)
+
+
+def weight_file_problems(folder: Path) -> list[str]:
+    """Safetensors files of a model folder whose header is unreadable or whose data is cut short (read from the
+    header and the file size alone: no weights are loaded)."""
+    from safetensors import safe_open
+
+    problems = []
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt") as f:
+                f.keys()
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for a bad or cut file
+            problems.append(f"model.name_or_path: {path} is not a whole safetensors file ({str(err)[:120]})")
+    return problems
 
 
 def _has_gpu() -> bool:

@@ -17,7 +17,7 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from bloomz_tune.errors import TrainingDiverged
+from bloomz_tune.errors import BloomzTuneError, TrainingDiverged
 from bloomz_tune.model.bloom import causal_lm
 from bloomz_tune.model.loading import bf16_supported, untie_trained_embedding
 from bloomz_tune.model.loss import batch_loss_sum, count_items
@@ -53,6 +53,14 @@ class BloomzTrainer(TrainerSeam):
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             mark_complete(Path(self.checkpoint_folder(trial)), self.state.global_step)
+
+    def checkpoint_failed(self, trial, err: Exception) -> None:
+        """A checkpoint that could not be written (a full or read-only disk) stops the run with one line; the
+        cut-short checkpoint has no marker, so a resume skips it."""
+        raise BloomzTuneError(
+            f"writing {self.checkpoint_folder(trial)} failed at step {self.state.global_step} "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else 'no detail'}); free disk space, "
+            f"then resume with training.resume_from_checkpoint=auto") from None
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """As transformers saves, except a save asked for outside training (final/) under FSDP with sharded state
