@@ -9,10 +9,11 @@ Run it (the recipe path first, then any ``section.key=value`` overrides; ``--hel
 Multi-GPU: add ``--config_file recipes/accelerate/<ddp|fsdp|deepspeed_zero3>.yaml`` to accelerate launch.
 From Python: ``bloomz_tune.train(recipe)`` with a Recipe from ``bloomz_tune.load_recipe``.
 
-The run directory (``output_dir``) receives: .bloomz_tune.lock while a run holds it, recipe.resolved.yaml,
-datasheet.json (the mixture's, with token counts for the model's tokenizer), run.json (global batch, tokens,
-steps, epochs), metrics.jsonl, checkpoints/, final/ (adapter or full model + tokenizer,
-safetensors, model card), eval/results.json (+ eval/zero_shot/ when the recipe names tasks) and loss.png.
+The run directory (``output_dir``) receives: .bloomz_tune.lock while a run holds it, .bloomz_tune.run (marks it as
+ours, records the stages done), recipe.resolved.yaml, datasheet.json (the mixture's, with token counts for the
+model's tokenizer), run.json (global batch, tokens, steps, epochs), metrics.jsonl, checkpoints/, final/ (adapter or
+full model + tokenizer, safetensors, model card), eval/results.json (+ eval/zero_shot/ when the recipe names tasks),
+loss.png, and base_model/ for the tiny demo. Exit codes: 0 done, 2 bad input (one line), 3 training diverged.
 """
 
 from __future__ import annotations

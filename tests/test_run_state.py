@@ -362,3 +362,16 @@ def test_a_full_disk_during_a_checkpoint_save_is_one_line_then_resumes(small_run
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", save)  # space freed
     train(run_dir, small_run["cache"], "training.resume_from_checkpoint=auto")
     assert steps(run_dir) == [1, 2, 3, 4] and weights(run_dir) == weights(small_run["run_dir"])
+
+
+def test_merge_after_the_base_model_moved_is_one_line(copy, tmp_path, capsys):
+    assert main(["merge", str(copy), "--output", str(tmp_path / "merged")]) == 0  # the control
+    config = copy / "final" / "adapter_config.json"
+    data = json.loads(config.read_text())
+    data["base_model_name_or_path"] = str(tmp_path / "moved_away")
+    config.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["merge", str(copy), "--output", str(tmp_path / "merged2")]) == 2
+    err = capsys.readouterr().err
+    assert "moved_away" in err and "is no longer there" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "merged2").exists()

@@ -104,6 +104,11 @@ def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise BloomzTuneError(f"--output {output} already exists and is not empty; give a new folder")
     check_final(RunDir(run_dir).final)
+    base = _adapter_base(RunDir(run_dir).final)
+    if Path(base).expanduser().is_absolute() and not Path(base).expanduser().is_dir():
+        raise BloomzTuneError(f"the adapter's base model {base} (adapter_config.json) is no longer there; put the base "
+                              f"model back there, or set base_model_name_or_path in "
+                              f"{RunDir(run_dir).final / 'adapter_config.json'} to where it is now")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
@@ -123,10 +128,18 @@ def _stored_dtype(final: Path):
     import torch
     from transformers import AutoConfig
 
-    base = json.loads((final / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    base = _adapter_base(final)
     stored = getattr(AutoConfig.from_pretrained(base), "dtype", None)
     stored = getattr(torch, stored, None) if isinstance(stored, str) else stored
     return stored if isinstance(stored, torch.dtype) else torch.float32
+
+
+def _adapter_base(final: Path) -> str:
+    try:
+        return str(json.loads((final / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BloomzTuneError(f"{final / 'adapter_config.json'} does not name its base model "
+                              f"(base_model_name_or_path)") from None
 
 
 def _merge_into(run_dir: Path, folder: Path, dtype: str) -> None:
