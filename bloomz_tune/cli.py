@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import bloomz_tune as api
 from bloomz_tune.errors import BloomzTuneError, exit_code
@@ -32,6 +33,7 @@ from bloomz_tune.recipe import DTYPE_CHOICES, DataSection, EvalSection, parse_tr
 from bloomz_tune.runtime import print0
 from bloomz_tune.tasks.table import MULTILINGUAL_TASKS, TASKS, parse_data_dirs
 from bloomz_tune.training.estimate import GPUS, format_estimate
+from bloomz_tune.training.rundir import writable_problem
 
 DTYPE_HELP = f"{', '.join(DTYPE_CHOICES)} (default: %(default)s)"
 TASKS_HELP = f"comma list of {', '.join(TASKS)}; 'anli' for its three rounds, 'all' for every task (default: %(default)s)"
@@ -93,6 +95,7 @@ def mixture_parser() -> argparse.ArgumentParser:
 def mixture(argv: list[str]) -> int:
     args = mixture_parser().parse_args(argv)
     if args.command == "build":
+        check_writable(args.output or args.cache, "--output" if args.output else "--cache")
         out = api.build_mixture(args.spec, output_dir=args.output, cache=args.cache, num_proc=args.num_proc,
                                 tokenizer=args.tokenizer, overwrite=args.overwrite)
         print0(f"wrote {out} (datasheet: {out / DATASHEET_MD})")
@@ -147,6 +150,7 @@ def evaluate(argv: list[str]) -> int:
         raise BloomzTuneError(f"--batch-size must be at least 1, --max-length at least 8 and --limit at least 1; got "
                               f"{args.batch_size}, {args.max_length} and {args.limit}")
     check_device(args.device)
+    check_writable(args.output, "--output")
     setup_logging()
     results = api.evaluate(args.model, args.tasks, args.languages, output_dir=args.output, limit=args.limit,
                            prompts=args.prompts, batch_size=args.batch_size, max_length=args.max_length,
@@ -191,6 +195,7 @@ def merge(argv: list[str]) -> int:
     parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
                         help=f"{DTYPE_HELP}; auto keeps the base checkpoint's")
     args = parser.parse_args(argv)
+    check_writable(args.output, "--output")
     print(f"merged model written to {api.merge(args.run_dir, args.output, args.dtype)}")
     return 0
 
@@ -223,6 +228,13 @@ def generate(argv: list[str]) -> int:
 
 
 # -- estimate -------------------------------------------------------------------------------------------------------
+
+def check_writable(folder: str | None, option: str) -> None:
+    """The folder an option names can be created and written (before any work)."""
+    problem = writable_problem(Path(folder).expanduser(), option) if folder else None
+    if problem:
+        raise BloomzTuneError(problem)
+
 
 def check_device(device: str | None) -> None:
     """--device names a device this machine has (before any model loads)."""

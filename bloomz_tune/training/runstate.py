@@ -71,8 +71,10 @@ def final_problem(run_dir: Path) -> str | None:
 
 
 def is_finished(run_dir: Path) -> bool:
+    """Every stage recorded as done, final/ as it was saved and the results still there."""
     stages = read_stages(run_dir) or {}
-    return bool(stages.get("finished")) and final_problem(run_dir) is None
+    return (bool(stages.get("finished")) and RunDir(run_dir).results.is_file()
+            and final_problem(run_dir) is None)
 
 
 def content(run_dir: Path) -> list[Path]:
