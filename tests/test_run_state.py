@@ -375,3 +375,22 @@ def test_merge_after_the_base_model_moved_is_one_line(copy, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "moved_away" in err and "is no longer there" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "merged2").exists()
+
+
+def test_a_replacement_killed_while_moving_the_old_run_aside_keeps_every_file(small_run, copy):
+    from bloomz_tune.training.runstate import set_aside
+
+    before = digest(copy)
+    replaced = copy / ".replaced"
+    replaced.mkdir()
+    os.replace(copy / "metrics.jsonl", replaced / "metrics.jsonl")  # the kill came after the first entry moved
+    set_aside(copy, say=lambda *_: None)  # the next replacement finishes the move...
+    assert {k.removeprefix(".replaced/") for k in digest(copy) if k.startswith(".replaced/")} >= \
+        {k for k in before if not k.startswith(".bloomz_tune.lock")}
+    (copy / "half_written_attempt.txt").write_text("x")
+    set_aside(copy, say=lambda *_: None)  # ...and a later one discards only the cut-short attempt's files
+    assert not (copy / "half_written_attempt.txt").exists()
+    from bloomz_tune.training.runstate import restore
+
+    restore(copy, say=lambda *_: None)
+    assert digest(copy) == before

@@ -35,7 +35,7 @@ def check_training_inputs(recipe: Recipe) -> None:
     if config is not None and recipe.lora.enabled:
         problems += lora_target_problems(config, recipe.lora.target_modules, recipe.lora.modules_to_save)
     if recipe.model.tiny is None and Path(recipe.model.name_or_path).expanduser().is_dir():
-        problems += weight_file_problems(Path(recipe.model.name_or_path).expanduser())
+        problems += weight_file_problems(Path(recipe.model.name_or_path).expanduser(), config)
     if recipe.model.attention == "flex" and not _has_gpu():
         problems.append("model.attention: flex attention needs a GPU to train (torch has no flex backward on the "
                         "CPU); use sdpa here")
@@ -43,18 +43,29 @@ def check_training_inputs(recipe: Recipe) -> None:
         raise ConfigError(problems, source=recipe.source)
 
 
-def weight_file_problems(folder: Path) -> list[str]:
-    """Safetensors files of a model folder whose header is unreadable or whose data is cut short (read from the
-    header and the file size alone: no weights are loaded)."""
+def weight_file_problems(folder: Path, config=None) -> list[str]:
+    """Safetensors files of a model folder whose header is unreadable, whose data is cut short, or whose embedding
+    or layer count differs from config.json (read from the headers and file sizes alone: no weights are loaded)."""
     from safetensors import safe_open
 
-    problems = []
+    problems, layers = [], set()
     for path in sorted(folder.glob("*.safetensors")):
         try:
             with safe_open(str(path), "pt") as f:
-                f.keys()
+                for name in f.keys():
+                    parts = name.split(".")
+                    if "h" in parts[:-1] and parts[parts.index("h") + 1].isdigit():
+                        layers.add(int(parts[parts.index("h") + 1]))
+                    if name.endswith("word_embeddings.weight") and config is not None:
+                        shape = list(f.get_slice(name).get_shape())
+                        if shape != [config.vocab_size, config.hidden_size]:
+                            problems.append(f"model.name_or_path: {path.name}: {name} is {shape}, but config.json "
+                                            f"says vocab_size {config.vocab_size} x hidden_size {config.hidden_size}")
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for a bad or cut file
             problems.append(f"model.name_or_path: {path} is not a whole safetensors file ({str(err)[:120]})")
+    if config is not None and layers and len(layers) != config.n_layer:
+        problems.append(f"model.name_or_path: the weights hold {len(layers)} layers, config.json says n_layer "
+                        f"{config.n_layer}")
     return problems
 
 

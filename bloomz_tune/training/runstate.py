@@ -11,7 +11,8 @@
 - **Replacement**: a run that replaces an earlier one moves the earlier run's files into ``.replaced/`` once its
   checks have passed (``set_aside``), removes them only after it has finished (``drop_replaced``), and puts them
   back if it fails (``restore``). A replacement killed outright leaves them in ``.replaced/``; the next
-  replacement of that folder keeps them there and discards the cut-short attempt.
+  replacement of that folder keeps them there and discards the cut-short attempt (``.replaced/.moved`` says the
+  move was whole; a move itself cut short is finished first).
 - **Resuming with another recipe**: ``recipe_changes`` names the keys that differ from the saved
   ``recipe.resolved.yaml`` among those that shape the trained weights; a resume that changes one is refused.
 """
@@ -29,6 +30,7 @@ from bloomz_tune.storage import digests_problem, write_atomic
 from bloomz_tune.training.rundir import RunDir
 
 KIND = "bloomz_tune run"
+MOVED = ".moved"  # in .replaced/: every entry of the replaced run is there
 
 # Keys a resumed run may change: where it is, how it logs, evaluates and shares; not what it trains.
 RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "training.resume_from_checkpoint", "training.report_to",
@@ -180,15 +182,17 @@ def _remove(path: Path) -> None:
 def set_aside(run_dir: Path, say=print) -> None:
     """Move the earlier run's files into ``.replaced/`` (they stay there until ``drop_replaced`` or ``restore``)."""
     rd = RunDir(run_dir)
+    moved = rd.replaced / MOVED
     here = [p for p in content(run_dir) if p.name != rd.replaced.name]
-    if rd.replaced.is_dir():  # an earlier replacement was cut short: what is here is that attempt's, not the run's
+    if moved.is_file():  # an earlier replacement was cut short: what is here is that attempt's, not the run's
         for p in here:
             _remove(p)
         say(f"overwrite_output_dir: a replacement of the run in {rd.replaced} was cut short; starting it again")
         return
-    rd.replaced.mkdir()
-    for p in here:
+    rd.replaced.mkdir(exist_ok=True)  # (a move cut short is finished here)
+    for p in sorted(here, key=lambda p: p == rd.marker):  # the marker last: the folder stays ours meanwhile
         os.replace(p, rd.replaced / p.name)
+    write_atomic(moved, "", durable=True)
     if here:
         say(f"overwrite_output_dir: the earlier run's {len(here)} entries are kept in {rd.replaced} until this run "
             f"has finished")
@@ -202,6 +206,7 @@ def restore(run_dir: Path, say=print) -> None:
     for p in content(run_dir):
         if p.name != rd.replaced.name:
             _remove(p)
+    (rd.replaced / MOVED).unlink(missing_ok=True)
     for p in rd.replaced.iterdir():
         os.replace(p, run_dir / p.name)
     rd.replaced.rmdir()
