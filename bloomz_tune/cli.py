@@ -146,9 +146,9 @@ def eval_parser() -> argparse.ArgumentParser:
 
 def evaluate(argv: list[str]) -> int:
     args = eval_parser().parse_args(argv)
-    if args.batch_size < 1 or args.max_length < 8 or (args.limit is not None and args.limit < 1):
-        raise BloomzTuneError(f"--batch-size must be at least 1, --max-length at least 8 and --limit at least 1; got "
-                              f"{args.batch_size}, {args.max_length} and {args.limit}")
+    if args.batch_size < 1 or args.max_length < 8:
+        raise BloomzTuneError(f"--batch-size must be at least 1 and --max-length at least 8; got {args.batch_size} "
+                              f"and {args.max_length}")
     check_device(args.device)
     check_writable(args.output, "--output")
     setup_logging()

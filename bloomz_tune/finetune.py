@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 from bloomz_tune.charts import plot_loss
 from bloomz_tune.errors import BloomzTuneError, exit_code  # noqa: E402
 from bloomz_tune.evaluation.scoring import evaluate_model, prepare_tasks, sanity_accuracy, sanity_set
-from bloomz_tune.hub.share import check_target, push, write_model_card
+from bloomz_tune.hub.share import check_online, check_target, push, write_model_card
 from bloomz_tune.logs import setup_logging
 from bloomz_tune.mixture.builds import load_built_mixture, prepare_mixture
 from bloomz_tune.model.bloom import patch_bloom
@@ -449,6 +449,7 @@ def check_integrations(recipe: Recipe) -> None:
     check_trackers(recipe.training.report_to)
     if recipe.hub.push_to_hub:
         check_target(recipe.hub.repo_id)
+        check_online()
 
 
 def finish_run_dir(recipe: Recipe, run_dir: Path, results: dict) -> None:

@@ -394,3 +394,11 @@ def test_a_replacement_killed_while_moving_the_old_run_aside_keeps_every_file(sm
 
     restore(copy, say=lambda *_: None)
     assert digest(copy) == before
+
+
+def test_a_push_at_the_end_with_the_hub_offline_is_refused_before_training(small_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_NotARealTokenForThisTest")
+    assert cli(tmp_path / "run", small_run["cache"], "hub.push_to_hub=true", "hub.repo_id=me/x") == 2  # offline
+    err = capsys.readouterr().err
+    assert "offline mode is on" in err and len(err.splitlines()) == 1 and "hf_NotAReal" not in err
+    assert not (tmp_path / "run").exists()

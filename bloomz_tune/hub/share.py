@@ -171,12 +171,16 @@ def check_target(repo_id: str | None) -> str:
         raise BloomzTuneError(f"invalid Hub repo id {repo_id!r}: use USER/NAME ({str(err).splitlines()[0]})") from None
     if not get_token():
         raise BloomzTuneError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    return repo_id
+
+
+def check_online() -> None:
+    """A push at the end of a run will find the Hub client online (known before training, not after a day of it)."""
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:  # known now, not after a day of training
-        raise BloomzTuneError("the Hub cannot be reached: offline mode is on (HF_HUB_OFFLINE=1); unset it to push, "
-                              "or train without hub.push_to_hub and push later with `bloomz-tune push`")
-    return repo_id
+    if constants.HF_HUB_OFFLINE:
+        raise BloomzTuneError("hub.push_to_hub: the Hub cannot be reached: offline mode is on (HF_HUB_OFFLINE=1); "
+                              "unset it, or train without hub.push_to_hub and push later with `bloomz-tune push`")
 
 
 def _upload(api, repo_id: str, files: dict[str, Path | bytes], private: bool) -> str:
