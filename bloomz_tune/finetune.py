@@ -60,6 +60,7 @@ from bloomz_tune.training.rundir import (
 from bloomz_tune.training.runstate import (
     check_start,
     drop_replaced,
+    extends_training,
     final_problem,
     read_stages,
     recipe_changes,
@@ -119,6 +120,8 @@ def run(recipe: Recipe) -> dict:
     checkpoint = resolve_resume(run_dir, recipe.training.resume_from_checkpoint, say=print0)
     mode = check_start(run_dir, recipe.training.resume_from_checkpoint, checkpoint, recipe.overwrite_output_dir,
                        run_inputs(recipe))
+    if mode == "finished" and checkpoint is not None and extends_training(run_dir, recipe):
+        mode = "resume"  # more steps asked for: training continues from the last checkpoint
     changed = recipe_changes(run_dir, recipe) if mode in ("resume", "finished") else []
     if changed:
         raise BloomzTuneError(f"training.resume_from_checkpoint: the recipe differs from {RunDir(run_dir).recipe} in "
@@ -189,7 +192,8 @@ def commit(recipe: Recipe, start: Start, sheet: dict, budget: dict, model) -> No
         import shutil
 
         shutil.rmtree(rd.staging, ignore_errors=True)
-        kept = start.mode == "resume" and training_finished(start.checkpoint)  # else training runs: stages anew
+        t = recipe.training  # a resume past the last step keeps its stages; one that trains starts them anew
+        kept = start.mode == "resume" and training_finished(start.checkpoint, t.max_steps, t.num_train_epochs)
         write_stages(run_dir, (read_stages(run_dir) or {}) if kept else {})
         save_recipe(recipe, rd.recipe)
         write_json(rd.datasheet, sheet)
@@ -252,7 +256,8 @@ def train_and_check(recipe: Recipe, start: Start, zero_shot_data) -> dict:
         check_before(model)
 
     # ---- train and save ---------------------------------------------------------------------------------------
-    trained = checkpoint is not None and training_finished(checkpoint)
+    t = recipe.training
+    trained = checkpoint is not None and training_finished(checkpoint, t.max_steps, t.num_train_epochs)
     if trained:
         print0(f"{checkpoint} is the last step's checkpoint: training is done, no more steps; completing the "
                f"stages not yet done")

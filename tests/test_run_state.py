@@ -402,3 +402,11 @@ def test_a_push_at_the_end_with_the_hub_offline_is_refused_before_training(small
     err = capsys.readouterr().err
     assert "offline mode is on" in err and len(err.splitlines()) == 1 and "hf_NotAReal" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_finished_run_resumed_with_more_steps_trains_only_the_new_ones(small_run, copy, capsys):
+    train(copy, small_run["cache"], "training.resume_from_checkpoint=auto", "training.max_steps=6")
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "checkpoint-4 (step 4)" in out and "nothing to do" not in out
+    assert steps(copy) == [1, 2, 3, 4, 5, 6] and read_stages(copy)["finished"] is True
+    assert read_stages(copy)["trained"] == 6 and weights(copy) != weights(small_run["run_dir"])

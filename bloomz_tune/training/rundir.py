@@ -246,12 +246,15 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     return digests_problem(checkpoint, files)
 
 
-def training_finished(checkpoint: Path) -> bool:
-    """Whether ``checkpoint`` was saved at the last optimizer step of its run (transformers' trainer_state.json:
-    global_step has reached max_steps)."""
+def training_finished(checkpoint: Path, max_steps: int, epochs: float) -> bool:
+    """Whether ``checkpoint`` was saved at the run's last optimizer step: ``max_steps`` when the recipe counts steps,
+    else the last step transformers planned for the same ``epochs`` (its trainer_state.json records both)."""
     try:
         state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-        return int(state["max_steps"]) > 0 and int(state["global_step"]) >= int(state["max_steps"])
+        step = int(state["global_step"])
+        if max_steps > 0:
+            return step >= max_steps
+        return state.get("num_train_epochs") == epochs and step >= int(state["max_steps"]) > 0
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

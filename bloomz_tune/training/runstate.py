@@ -33,9 +33,11 @@ KIND = "bloomz_tune run"
 MOVED = ".moved"  # in .replaced/: every entry of the replaced run is there
 
 # Keys a resumed run may change: where it is, how it logs, evaluates and shares; not what it trains.
+# Keys a resume may raise to train further (a finished run then resumes instead of being finished).
+EXTENDING = ("training.max_steps", "training.num_train_epochs")
 RESUME_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "training.resume_from_checkpoint", "training.report_to",
                      "training.logging_steps", "training.dataloader_num_workers", "data.num_proc", "data.mixture_cache",
-                     "eval.", "hub.")
+                     "eval.", "hub.") + EXTENDING
 
 
 def read_stages(run_dir: Path) -> dict | None:
@@ -164,6 +166,16 @@ def recipe_changes(run_dir: Path, recipe: Recipe) -> list[str]:
     now = _flat(recipe_to_dict(recipe))
     return [f"{key}: {saved.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(saved) | set(now))
             if not _same(saved.get(key), now.get(key)) and not key.startswith(RESUME_MAY_CHANGE)]
+
+
+def extends_training(run_dir: Path, recipe: Recipe) -> bool:
+    """Whether ``recipe`` asks for more steps or epochs than the run's saved recipe (training then continues)."""
+    try:
+        saved = load_recipe(RunDir(run_dir).recipe).training
+    except BloomzTuneError:
+        return False
+    now = recipe.training
+    return (now.max_steps, now.num_train_epochs) != (saved.max_steps, saved.num_train_epochs)
 
 
 def _same(a, b) -> bool:
