@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import bloomz_tune as api
 from bloomz_tune.errors import BloomzTuneError, exit_code
+from bloomz_tune.evaluation.generation import MAX_NEW_TOKENS
 from bloomz_tune.evaluation.plan import format_plan
 from bloomz_tune.logs import setup_logging
 from bloomz_tune.mixture.contamination import NGRAM, RULE
@@ -37,6 +39,7 @@ from bloomz_tune.recipe import DTYPE_CHOICES, DataSection, EvalSection, parse_tr
 from bloomz_tune.runtime import print0
 from bloomz_tune.tasks.table import MULTILINGUAL_TASKS, TASKS, parse_data_dirs, parse_task_values
 from bloomz_tune.training.estimate import GPUS, format_estimate
+from bloomz_tune.training.rundir import writable_problem
 
 DTYPE_HELP = f"{', '.join(DTYPE_CHOICES)} (default: %(default)s)"
 TASKS_HELP = f"comma list of {', '.join(TASKS)}; 'anli' for its three rounds, 'all' for every task (default: %(default)s)"
@@ -107,6 +110,7 @@ def mixture_parser() -> argparse.ArgumentParser:
 def mixture(argv: list[str]) -> int:
     args = mixture_parser().parse_args(argv)
     if args.command == "build":
+        check_writable(args.output or args.cache, "--output" if args.output else "--cache")
         out = api.build_mixture(args.spec, output_dir=args.output, cache=args.cache, num_proc=args.num_proc,
                                 tokenizer=args.tokenizer, overwrite=args.overwrite)
         print0(f"wrote {out} (datasheet: {out / DATASHEET_MD})")
@@ -185,6 +189,9 @@ def evaluate(argv: list[str]) -> int:
         if report["failed"]:
             raise BloomzTuneError(f"{report['failed']} task(s) would not load; see the fix column")
         return 0
+    if args.batch_size < 1 or args.max_length < 8:
+        raise BloomzTuneError(f"--batch-size must be at least 1 and --max-length at least 8; got {args.batch_size} "
+                              f"and {args.max_length}")
     if args.dry_run:
         if not args.model:
             raise BloomzTuneError("eval --dry-run needs MODEL")
@@ -196,6 +203,8 @@ def evaluate(argv: list[str]) -> int:
         return 0
     if not args.model or not args.output:
         raise BloomzTuneError("eval needs MODEL and --output (or --check to check the data only)")
+    check_device(args.device)
+    check_writable(args.output, "--output")
     setup_logging()
     results = api.evaluate(args.model, args.tasks, args.languages, output_dir=args.output, limit=args.limit,
                            prompts=args.prompts, batch_size=args.batch_size, max_length=args.max_length,
@@ -242,6 +251,7 @@ def merge(argv: list[str]) -> int:
     parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
                         help=f"{DTYPE_HELP}; auto keeps the base checkpoint's")
     args = parser.parse_args(argv)
+    check_writable(args.output, "--output")
     print(f"merged model written to {api.merge(args.run_dir, args.output, args.dtype)}")
     return 0
 
@@ -258,6 +268,9 @@ def generate(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not args.prompt and not args.interactive:
         raise BloomzTuneError("give a prompt, or --interactive to type prompts one per line")
+    if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:  # before the model loads
+        raise BloomzTuneError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens:,}")
+    check_device(args.device)
     model, tokenizer = api.load_model_for_generation(args.model, dtype=args.dtype, device=args.device)
     if args.prompt:
         print(api.generate(model, args.prompt, args.max_new_tokens, tokenizer=tokenizer), flush=True)
@@ -271,6 +284,27 @@ def generate(argv: list[str]) -> int:
 
 
 # -- estimate -------------------------------------------------------------------------------------------------------
+
+def check_writable(folder: str | None, option: str) -> None:
+    """The folder an option names can be created and written (before any work)."""
+    problem = writable_problem(Path(folder).expanduser(), option) if folder else None
+    if problem:
+        raise BloomzTuneError(problem)
+
+
+def check_device(device: str | None) -> None:
+    """--device names a device this machine has (before any model loads)."""
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise BloomzTuneError(f"--device {device!r} is not a device name (cpu, cuda, cuda:1, mps, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BloomzTuneError(f"--device {device}: this machine has no CUDA GPU that torch can use; use --device cpu")
+
 
 def estimate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bloomz-tune estimate", description="Parameters, memory per GPU, tokens, "

@@ -9,6 +9,13 @@ class BloomzTuneError(Exception):
     """A problem with the user's input (file, key, row) that the user can fix."""
 
 
+class TrainingDiverged(BloomzTuneError):
+    """Training met a non-finite loss or gradient norm and stopped; the command exits with ``code`` (3), not 2,
+    so a script can tell a diverged run from bad input."""
+
+    code = 3
+
+
 class ConfigError(BloomzTuneError):
     """One or more problems in a recipe or spec file, all reported at once."""
 
@@ -22,9 +29,9 @@ class ConfigError(BloomzTuneError):
 
 def exit_code(command, *args) -> int:
     """Run a command-line ``command(*args)``; its return code, or 2 with a one-line message (no traceback) when it
-    raises a ``BloomzTuneError``. The one place where an input error becomes an exit code."""
+    raises a ``BloomzTuneError`` (3 for ``TrainingDiverged``). The one place where an error becomes an exit code."""
     try:
         return command(*args)
     except BloomzTuneError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "code", 2)

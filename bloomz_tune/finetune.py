@@ -9,16 +9,19 @@ Run it (the recipe path first, then any ``section.key=value`` overrides; ``--hel
 Multi-GPU: add ``--config_file recipes/accelerate/<ddp|fsdp|deepspeed_zero3>.yaml`` to accelerate launch.
 From Python: ``bloomz_tune.train(recipe)`` with a Recipe from ``bloomz_tune.load_recipe``.
 
-The run directory (``output_dir``) receives: .bloomz_tune.lock while a run holds it, recipe.resolved.yaml,
-datasheet.json (the mixture's, with token counts for the model's tokenizer), run.json (global batch, tokens,
-steps, epochs), metrics.jsonl, checkpoints/, final/ (adapter or full model + tokenizer,
-safetensors, model card), eval/results.json (+ eval/zero_shot/ when the recipe names tasks) and loss.png.
+The run directory (``output_dir``) receives: .bloomz_tune.lock while a run holds it, .bloomz_tune.run (marks it as
+ours, records the stages done), recipe.resolved.yaml, datasheet.json (the mixture's, with token counts for the
+model's tokenizer), run.json (global batch, tokens, steps, epochs), metrics.jsonl, checkpoints/, final/ (adapter or
+full model + tokenizer, safetensors, model card), eval/results.json (+ eval/zero_shot/ when the recipe names tasks),
+loss.png, and base_model/ for the tiny demo. Exit codes: 0 done, 2 bad input (one line), 3 training diverged.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -29,7 +32,7 @@ if __package__ in (None, ""):
 from bloomz_tune.charts import plot_loss
 from bloomz_tune.errors import BloomzTuneError, exit_code  # noqa: E402
 from bloomz_tune.evaluation.scoring import evaluate_model, prepare_tasks, sanity_accuracy, sanity_set
-from bloomz_tune.hub.share import check_target, push, write_model_card
+from bloomz_tune.hub.share import check_online, check_target, push, write_model_card
 from bloomz_tune.logs import setup_logging
 from bloomz_tune.mixture.builds import load_built_mixture, prepare_mixture
 from bloomz_tune.model.bloom import patch_bloom
@@ -38,7 +41,7 @@ from bloomz_tune.model.tiny import save_tiny_bloom
 from bloomz_tune.recipe import Recipe, check_recipe, parse_train_argv, save_recipe  # noqa: E402
 from bloomz_tune.runtime import is_main_process, print0
 from bloomz_tune.schema import dump_yaml
-from bloomz_tune.storage import write_json
+from bloomz_tune.storage import folder_digests, write_json
 from bloomz_tune.tokens.batches import PaddingCollator
 from bloomz_tune.tokens.cache import tokenized_split
 from bloomz_tune.tokens.counts import datasheet_for
@@ -47,13 +50,25 @@ from bloomz_tune.training.budget import plan_run  # noqa: E402
 from bloomz_tune.training.preflight import check_training_inputs
 from bloomz_tune.training.rundir import (
     RunDir,
-    check_fresh_start,
     checkpoint_step,
     claim,
-    clear_for_overwrite,
     remove_incomplete,
     resolve_resume,
+    training_finished,
     trim_metrics,
+)
+from bloomz_tune.training.runstate import (
+    check_start,
+    drop_replaced,
+    extends_training,
+    final_problem,
+    read_stages,
+    recipe_changes,
+    record_stage,
+    restore,
+    run_inputs,
+    set_aside,
+    write_stages,
 )
 from bloomz_tune.training.trackers import RecipeConfigCallback, check_trackers
 from bloomz_tune.training.trainer import AtTrainBegin, BloomzTrainer, MetricsFileCallback, training_arguments
@@ -72,11 +87,23 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+@dataclass
+class Start:
+    """How this run uses its directory (``runstate.check_start``'s mode) and whether it has written there yet."""
+
+    run_dir: Path
+    mode: str
+    checkpoint: Path | None
+    committed: bool = False
+
+
 def run(recipe: Recipe) -> dict:
     """The whole run, in training order. Returns the results written to eval/results.json.
 
-    Nothing is written until the recipe, the places the run writes to, the model and the evaluation data are
-    checked; then the run directory is claimed (one run at a time) and the mixture is built or reused.
+    Nothing is written into the run directory until every check has passed: the recipe, the places the run writes
+    to, the model, the evaluation data, the mixture, the tokenization and the budget. Then (``commit``) an earlier
+    run being replaced is moved aside and the run's first files are written; a run that fails after that puts a
+    replaced run back.
     """
     # ---- checks, cheap ones first; nothing is written yet --------------------------------------------------
 
@@ -92,17 +119,49 @@ def run(recipe: Recipe) -> dict:
                                        e.data_revisions)
     run_dir = Path(recipe.output_dir).expanduser()
     checkpoint = resolve_resume(run_dir, recipe.training.resume_from_checkpoint, say=print0)
-    check_fresh_start(run_dir, recipe.training.resume_from_checkpoint, checkpoint, recipe.overwrite_output_dir)
+    mode = check_start(run_dir, recipe.training.resume_from_checkpoint, checkpoint, recipe.overwrite_output_dir,
+                       run_inputs(recipe))
+    if mode == "finished" and checkpoint is not None and extends_training(run_dir, recipe):
+        mode = "resume"  # more steps asked for: training continues from the last checkpoint
+    changed = recipe_changes(run_dir, recipe) if mode in ("resume", "finished") else []
+    if changed:
+        raise BloomzTuneError(f"training.resume_from_checkpoint: the recipe differs from {RunDir(run_dir).recipe} in "
+                              f"what it trains ({'; '.join(changed)}); resume with the run's own recipe, or start "
+                              f"another output_dir")
+    if mode == "finished":
+        print0(f"{run_dir} holds a finished run (trained, final/ as saved, evaluated, card written): nothing to do")
+        return json.loads(RunDir(run_dir).results.read_text(encoding="utf-8"))
     state.wait_for_everyone()  # every process has checked the run directory before rank 0 starts writing to it
 
-    # ---- the run directory: claimed, then written ------------------------------------------------------------
+    # ---- the run directory: claimed; written once the data, model and budget are checked -------------------------
+    start = Start(run_dir, mode, checkpoint)
+    existed = run_dir.exists()
     lock = claim(run_dir, say=print0) if is_main_process() else None
     try:
-        start_run_dir(recipe, run_dir, checkpoint)
-        return train_and_check(recipe, run_dir, checkpoint, zero_shot_data)
+        if lock is not None:
+            undo(start)  # what a run killed before its first write prepared: made again
+        results = train_and_check(recipe, start, zero_shot_data)
+        if is_main_process():
+            drop_replaced(run_dir, say=print0)
+        return results
+    except BaseException:
+        if lock is not None:
+            undo(start)
+        raise
     finally:
         if lock is not None:
             lock.release()
+            if not existed and not any(run_dir.iterdir()):
+                run_dir.rmdir()  # a refused run leaves no folder behind
+
+
+def undo(start: Start) -> None:
+    """After a failure (rank 0): drop what was prepared but not committed; put back a run this one was replacing."""
+    import shutil
+
+    shutil.rmtree(RunDir(start.run_dir).staging, ignore_errors=True)
+    if start.committed and start.mode == "replace":
+        restore(start.run_dir, say=print0)
 
 
 def join_process_group():
@@ -118,26 +177,52 @@ def join_process_group():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-def start_run_dir(recipe: Recipe, run_dir: Path, checkpoint: Path | None) -> None:
-    """Clear an overwritten run, drop unusable checkpoints and log lines past the resumed step; save the recipe."""
-    from transformers import set_seed
-
-    set_seed(recipe.training.seed)
+def commit(recipe: Recipe, start: Start, sheet: dict, budget: dict, model) -> None:
+    """Every check has passed: set an earlier run aside (or tidy the resumed one), then write the run's first files:
+    the marker, the recipe, the datasheet, run.json and the demo's base model."""
+    run_dir, rd = start.run_dir, RunDir(start.run_dir)
     if is_main_process():
-        metrics = RunDir(run_dir).metrics
-        if checkpoint is None and recipe.overwrite_output_dir:
-            clear_for_overwrite(run_dir, say=print0)
-        remove_incomplete(run_dir, say=print0)
-        if checkpoint is None:
-            metrics.unlink(missing_ok=True)  # a fresh run starts a fresh log
-        else:
-            trim_metrics(metrics, checkpoint_step(checkpoint))
-        save_recipe(recipe, RunDir(run_dir).recipe)
+        if start.mode == "replace":
+            set_aside(run_dir, say=print0)
+        elif start.mode == "resume":
+            remove_incomplete(run_dir, say=print0)
+            trim_metrics(rd.metrics, checkpoint_step(start.checkpoint))
+        if (rd.staging / "base_model").is_dir() and not rd.base_model.exists():
+            os.replace(rd.staging / "base_model", rd.base_model)
+            rebase_model_path(model, rd.base_model)
+        import shutil
+
+        shutil.rmtree(rd.staging, ignore_errors=True)
+        t = recipe.training  # a resume past the last step keeps its stages; one that trains starts them anew
+        kept = start.mode == "resume" and training_finished(start.checkpoint, t.max_steps, t.num_train_epochs)
+        write_stages(run_dir, (read_stages(run_dir) or {}) if kept else {})
+        save_recipe(recipe, rd.recipe)
+        write_json(rd.datasheet, sheet)
+        write_json(rd.budget, budget)
+    start.committed = True
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
     print0(f"recipe {recipe.source or '(built in code)'} -> run directory {run_dir}\n" + dump_yaml(recipe).rstrip())
 
 
-def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero_shot_data) -> dict:
-    """Data, model, sanity check, training, final weights, evaluation, card (see ``run``)."""
+def rebase_model_path(model, path: Path) -> None:
+    """The demo's base model moved from the staging folder into the run directory: say so in the model's config
+    and its adapter's config, which checkpoints and final/ record."""
+    model.config._name_or_path = str(path)
+    for config in (getattr(model, "peft_config", None) or {}).values():
+        config.base_model_name_or_path = str(path)
+
+
+def train_and_check(recipe: Recipe, start: Start, zero_shot_data) -> dict:
+    """Data, model, sanity check, training, final weights, evaluation, card (see ``run``).
+
+    A resumed run whose checkpoint is at its last step trains nothing: the checkpoint's weights are loaded, and
+    only the stages not yet recorded as done run (a final/ still as it was saved is kept as it is)."""
+    from transformers import set_seed
+
+    run_dir, checkpoint = start.run_dir, start.checkpoint
+    set_seed(recipe.training.seed)
     # ---- data, tokenizer, model -------------------------------------------------------------------------------
 
     mixture, tokenizer, built = load_mixture(recipe)
@@ -145,9 +230,10 @@ def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero
     # register the DeepSpeed config, so that from_pretrained builds each process's shard of the weights instead of
     # the whole model in every process (bloom-176b: 352 GB of bf16 per process).
     args = training_arguments(recipe, RunDir(run_dir).checkpoints)
-    model, tokenizer = load_model_for_training(recipe, mixture, tokenizer, run_dir)
-    train_set, collator, counts = training_rows(recipe, built, mixture["train"], tokenizer, run_dir)
-    plan_run(recipe, train_set, run_dir)  # global batch, tokens, epochs: printed, checked, run.json
+    model, tokenizer = load_model_for_training(recipe, mixture, tokenizer, start)
+    train_set, collator, counts, sheet = training_rows(recipe, built, mixture["train"], tokenizer)
+    budget = plan_run(recipe, train_set)  # global batch, tokens, epochs: printed and checked
+    commit(recipe, start, sheet, budget, model)
 
     # ---- sanity check before training ---------------------------------------------------------------------------
 
@@ -171,9 +257,22 @@ def train_and_check(recipe: Recipe, run_dir: Path, checkpoint: Path | None, zero
         check_before(model)
 
     # ---- train and save ---------------------------------------------------------------------------------------
-    trainer = train_model(recipe, model, tokenizer, train_set, collator, run_dir, checkpoint, args, callbacks)
-    final_dir = save_final(trainer, tokenizer, run_dir)
-    print0(f"saved {'adapter' if recipe.lora.enabled else 'model'} to {final_dir}")
+    t = recipe.training
+    trained = checkpoint is not None and training_finished(checkpoint, t.max_steps, t.num_train_epochs)
+    if trained:
+        print0(f"{checkpoint} is the last step's checkpoint: training is done, no more steps; completing the "
+               f"stages not yet done")
+        trainer = build_trainer(recipe, model, tokenizer, train_set, collator, run_dir, args)
+        trainer.load_checkpoint_weights(str(checkpoint))
+    else:
+        trainer = train_model(recipe, model, tokenizer, train_set, collator, run_dir, checkpoint, args, callbacks)
+    if is_main_process():
+        record_stage(run_dir, "trained", trainer.state.global_step if not trained else checkpoint_step(checkpoint))
+    if trained and final_problem(run_dir) is None:
+        print0(f"{RunDir(run_dir).final} holds the final weights as they were saved: kept as it is")
+    else:
+        final_dir = save_final(trainer, tokenizer, run_dir)
+        print0(f"saved {'adapter' if recipe.lora.enabled else 'model'} to {final_dir}")
 
     # ---- evaluate -----------------------------------------------------------------------------------------------
     model = trainer.model
@@ -217,25 +316,26 @@ def load_mixture(recipe: Recipe):
     return mixture, tokenizer, built
 
 
-def write_datasheet(run_dir: Path, built: Path, tokenizer, num_proc: int, counted: dict | None = None) -> None:
-    """The mixture's datasheet, with token counts for the model's tokenizer, as run_dir/datasheet.json (rank 0);
-    ``counted`` holds per-row token counts of splits already tokenized (see ``datasheet_for``)."""
+def load_model_for_training(recipe: Recipe, mixture, tokenizer, start: Start):
+    """The base model (a tiny one built for the demo, or a Hub id / folder), LoRA if asked, our BLOOM attention.
 
-    if is_main_process():
-        sheet = datasheet_for(built, tokenizer, num_proc, counted)
-        write_json(RunDir(run_dir).datasheet, sheet)
-
-
-def load_model_for_training(recipe: Recipe, mixture, tokenizer, run_dir: Path):
-    """The base model (a tiny one built for the demo, or a Hub id / folder), LoRA if asked, our BLOOM attention."""
+    The demo's tiny base model is the resumed run's own, or built in the staging folder (``commit`` moves it in)."""
+    from transformers import set_seed
 
     m = recipe.model
     model_path = m.name_or_path
     if m.tiny is not None:
-        model_path = str(build_tiny_base(m.tiny, mixture["train"], run_dir / "base_model"))
+        rd = RunDir(start.run_dir)
+        folder = rd.base_model if start.mode == "resume" else rd.staging / "base_model"
+        model_path = str(build_tiny_base(m.tiny, mixture["train"], folder))
         tokenizer = load_tokenizer(model_path)
     model = load_model(model_path, m.dtype, m.revision, m.trust_remote_code, hidden_dropout=m.hidden_dropout,
                        attention_dropout=m.attention_dropout)
+    vocab = model.config.vocab_size
+    if len(tokenizer) > vocab:  # a token id past the embedding would fail (or read another row) at the first step
+        raise BloomzTuneError(f"the tokenizer of {model_path} has {len(tokenizer):,} tokens, more than the model's "
+                              f"vocab_size {vocab:,} (config.json): the tokenizer is not this model's")
+    set_seed(recipe.training.seed)  # LoRA starts the same whatever ran before it (a resumed run built nothing)
     model = adapt_model(recipe, model)
     # (a ZeRO-3 shard's parameter holds its whole size in ds_numel)
     trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
@@ -256,12 +356,12 @@ def adapt_model(recipe: Recipe, model):
     return patch_bloom(model, attention=recipe.model.attention)
 
 
-def training_rows(recipe: Recipe, built: Path, rows, tokenizer, run_dir: Path):
-    """Tokenized (and, if asked, packed) training rows, their collator, and the tokenization counts.
+def training_rows(recipe: Recipe, built: Path, rows, tokenizer):
+    """Tokenized (and, if asked, packed) training rows, their collator, the tokenization counts and the datasheet.
 
     The tokenized split is kept beside the build (``tokenization.tokenized_split``, keyed by tokenizer,
     max_length and overlong): rank 0 tokenizes, or reuses an earlier run's; the other ranks then read it. The
-    same pass gives the datasheet's token counts (``write_datasheet``), so a run tokenizes once.
+    same pass gives the datasheet's token counts (``datasheet_for``), so a run tokenizes once.
     """
     from accelerate import PartialState
 
@@ -269,13 +369,13 @@ def training_rows(recipe: Recipe, built: Path, rows, tokenizer, run_dir: Path):
     with PartialState().main_process_first():
         done = tokenized_split(built, rows, "train", tokenizer, d.max_length, d.overlong, d.num_proc)
     counted = {"train": (done.input_tokens, done.target_tokens)} if done.input_tokens is not None else None
-    write_datasheet(run_dir, built, tokenizer, d.num_proc or 1, counted)
+    sheet = datasheet_for(built, tokenizer, d.num_proc or 1, counted) if is_main_process() else {}
     train_set, counts = done.dataset, done.counts
     print0("tokenized train samples: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if len(train_set) == 0:
         raise BloomzTuneError(f"no training rows left after tokenization ({counts}); raise data.max_length?")
     train_set, collator = batches_of(recipe, train_set, tokenizer.pad_token_id)
-    return train_set, collator, counts
+    return train_set, collator, counts, sheet
 
 
 def batches_of(recipe: Recipe, train_set, pad_token_id: int):
@@ -325,11 +425,15 @@ def save_final(trainer, tokenizer, run_dir: Path) -> Path:
     trainer.save_model(str(incoming))  # every process takes part (FSDP, DeepSpeed gather the weights)
     if is_main_process():
         tokenizer.save_pretrained(incoming)
+        (incoming / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe beside it says the same
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             os.replace(final, old)
         os.replace(incoming, final)
         shutil.rmtree(old, ignore_errors=True)
+        stages = {k: v for k, v in (read_stages(run_dir) or {}).items() if k not in ("evaluated", "finished")}
+        card_files = ("README.md", *(p.name for p in RunDir(run_dir).described_by))  # rewritten by the card stage
+        write_stages(run_dir, {**stages, "final": folder_digests(final, skip=card_files)})
     trainer.accelerator.wait_for_everyone()
     return final
 
@@ -351,6 +455,7 @@ def check_integrations(recipe: Recipe) -> None:
     check_trackers(recipe.training.report_to)
     if recipe.hub.push_to_hub:
         check_target(recipe.hub.repo_id)
+        check_online()
 
 
 def finish_run_dir(recipe: Recipe, run_dir: Path, results: dict) -> None:
@@ -363,8 +468,10 @@ def finish_run_dir(recipe: Recipe, run_dir: Path, results: dict) -> None:
     eval_dir.mkdir(exist_ok=True)
     results["training"] = {"processes": PartialState().num_processes}  # the card's global batch needs it
     write_json(RunDir(run_dir).results, results)
+    record_stage(run_dir, "evaluated", True)
     plot_loss(RunDir(run_dir).metrics, RunDir(run_dir).loss_plot)
     write_model_card(run_dir, recipe.hub.repo_id)
+    record_stage(run_dir, "finished", True)
     if recipe.hub.push_to_hub:
         try:
             pushed = push(run_dir, recipe.hub.repo_id, private=recipe.hub.private)

@@ -166,8 +166,8 @@ class TrainingSection:
     """Decoupled weight decay (AdamW)."""
     max_grad_norm: float = bounded(1.0, ge=0)
     """Gradient clipping by global norm; 0 turns it off."""
-    seed: int = 42
-    """Seed for model init of new weights, data order and dropout."""
+    seed: int = bounded(42, ge=0, le=2**32 - 1)
+    """Seed for model init of new weights, data order and dropout (0 to 2**32 - 1, what numpy accepts)."""
     per_device_train_batch_size: int = bounded(8, gt=0)
     """Rows per micro-batch on each process."""
     gradient_accumulation_steps: int = bounded(1, gt=0)

@@ -90,7 +90,7 @@ def read_yaml(path: str | Path, what: str, loader=yaml.SafeLoader, strict: bool 
         raise ConfigError([f"not UTF-8 text (byte {err.start} cannot be decoded); save it as UTF-8"],
                           source=str(path)) from None
     try:
-        return yaml.load(text, Loader=_strict(loader) if strict else loader)
+        return yaml.load(text, Loader=_checked(loader, strict))
     except yaml.YAMLError as err:
         raise ConfigError([f"not valid YAML: {yaml_problem(err)}"], source=str(path)) from None
 
@@ -104,6 +104,47 @@ def yaml_problem(err: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
 
 
+# A YAML file's values once its aliases are expanded: a recipe or template file has hundreds; an alias bomb (each
+# level repeating the one before) has billions, which any walk over the value (checks, messages) would expand.
+MAX_YAML_VALUES = 1_000_000
+
+
+def _expanded_size(root) -> int:
+    """How many values the node graph holds with every alias expanded (each distinct node counted once per use)."""
+    sizes: dict[int, int] = {}
+    order, stack = [], [root]
+    while stack:  # children before parents, without recursion
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = -1
+        order.append(node)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+    for node in reversed(order):
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        sizes[id(node)] = min(1 + sum(max(sizes[id(c)], 1) for c in children), MAX_YAML_VALUES + 1)
+    return sizes[id(root)]
+
+
+@functools.cache
+def _checked(loader, strict: bool):
+    """``loader`` bounded in alias expansion, and with ``strict`` refusing a key written twice in one mapping."""
+
+    def compose_document(self):
+        node = loader.compose_document(self)
+        if node is not None and _expanded_size(node) > MAX_YAML_VALUES:
+            raise yaml.composer.ComposerError(None, None, f"its aliases expand to more than {MAX_YAML_VALUES:,} "
+                                              "values (an alias bomb?); write the values out", node.start_mark)
+        return node
+
+    base = _strict(loader) if strict else loader
+    return type(f"Checked{base.__name__}", (base,), {"compose_document": compose_document})
+
+
 @functools.cache
 def _strict(loader):
     """``loader`` that refuses a key written twice in one mapping (plain YAML keeps the last one, silently)."""
@@ -114,7 +155,7 @@ def _strict(loader):
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} appears twice (first on line {seen[key] + 1})", key_node.start_mark)
+                    None, None, f"the key {short(repr(key))} appears twice (first on line {seen[key] + 1})", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return loader.construct_mapping(self, node, deep=deep)
 
@@ -125,11 +166,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` -> (["a", "b"], value read as YAML)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError([f"override {text!r} is not of the form key=value (e.g. training.max_steps=10)"])
+        raise ConfigError([f"override {short(repr(text))} is not of the form key=value (e.g. training.max_steps=10)"])
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = yaml.load(raw, Loader=_checked(yaml.SafeLoader, False)) if raw != "" else ""
     except yaml.YAMLError as err:
-        raise ConfigError([f"override {key}: value {raw!r} is not valid YAML ({err.problem})"]) from None
+        raise ConfigError([f"override {key}: value {short(repr(raw))} is not valid YAML ({err.problem})"]) from None
     return key.strip().split("."), value
 
 
@@ -260,7 +301,7 @@ class _Reader:
         elif origin is Literal:
             if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):
                 return True, value
-            self.problems.append(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+            self.problems.append(f"{where}: {short(repr(value))} is not one of {', '.join(map(str, args))}")
             return False, None
         elif dataclasses.is_dataclass(hint):
             before = len(self.problems)
@@ -329,7 +370,12 @@ def _inner_name(hint) -> str:
 
 
 def _describe(value) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"
+    return "null" if value is None else f"{type(value).__name__} {short(repr(value))}"
+
+
+def short(text: str, limit: int = 80) -> str:
+    """``text`` as an error message quotes it: at most ``limit`` characters, the cut marked with its length."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 # ---- writing and describing ---------------------------------------------------------------------------------

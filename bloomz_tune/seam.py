@@ -9,8 +9,8 @@ these were read from. When a new transformers version moves one of these, this f
 - ``install_forward``: binds a replacement ``forward`` on one module instance (our BLOOM attention and heads,
   built in ``model/bloom.py``); the class and every other instance keep transformers' forward.
 - ``TrainerSeam``: transformers' ``Trainer`` with its private hooks (``_save_checkpoint``, ``_save``,
-  ``_get_output_dir``, ``_get_train_sampler``, ``_get_num_items_in_batch``) turned into public methods that
-  ``training/trainer.py`` overrides.
+  ``_get_output_dir``, ``_get_train_sampler``, ``_get_num_items_in_batch``, ``_get_grad_norm``) turned into public
+  methods that ``training/trainer.py`` overrides, and ``_load_from_checkpoint`` as ``load_checkpoint_weights``.
 - ``cache_keyword`` and ``output_cache``: BLOOM's forward takes and returns its KV cache as ``cache`` from transformers
   5.25 on (the old
   ``past_key_values`` warns there), as ``past_key_values`` before.
@@ -117,8 +117,15 @@ def _trainer_class():
         """transformers' Trainer whose private hooks call public methods a subclass may override."""
 
         def _save_checkpoint(self, model, trial):
-            super()._save_checkpoint(model, trial)
+            try:
+                super()._save_checkpoint(model, trial)
+            except (OSError, RuntimeError) as err:  # a full disk: torch's zip writer says "unexpected pos"
+                self.checkpoint_failed(trial, err)
+                raise
             self.checkpoint_saved(trial)
+
+        def checkpoint_failed(self, trial, err: Exception) -> None:
+            """Writing a checkpoint raised ``err`` (the checkpoint has no completion marker)."""
 
         def checkpoint_saved(self, trial) -> None:
             """After a checkpoint is written (every process)."""
@@ -137,6 +144,18 @@ def _trainer_class():
         def save_weights(self, output_dir: str | None, state_dict: dict) -> None:
             """Write ``state_dict`` as this model's weights into ``output_dir`` (transformers' own save)."""
             self._save(output_dir, state_dict=state_dict)
+
+        def _get_grad_norm(self, model, grad_norm=None):
+            norm = super()._get_grad_norm(model, grad_norm)
+            self.grad_norm_computed(norm)
+            return norm
+
+        def grad_norm_computed(self, norm) -> None:
+            """The gradient norm of the step about to be taken, before the optimizer step."""
+
+        def load_checkpoint_weights(self, checkpoint: str) -> None:
+            """Load a checkpoint's weights (model or adapter) into the model, as resuming does, without training."""
+            self._load_from_checkpoint(checkpoint)
 
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset

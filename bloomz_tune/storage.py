@@ -3,10 +3,14 @@
 Every file bloomz_tune writes that another command later reads (datasheets, results, markers, pointers) goes
 through ``write_atomic``: the text goes to a temporary file beside the target, then ``os.replace`` puts it in
 place, so a reader sees the old file or the new one, never a part, even when the writer is killed.
+
+``folder_digests`` records the size and SHA-256 of every file of a folder (checkpoint markers, ``final/``, mixture
+builds); ``digests_problem`` checks a folder against such a record, so state changed on disk is never trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -44,3 +48,36 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB blocks (markers record it; readers check it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_digests(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
+    """``{relative path: {"size", "sha256"}}`` for every file under ``folder`` (names in ``skip`` left out)."""
+    return {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_digest(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+def digests_problem(folder: Path, files) -> str | None:
+    """None when every file recorded in ``files`` (``folder_digests``' form) is in ``folder`` with the same content;
+    else the first difference, naming the file."""
+    if not isinstance(files, dict) or not files:
+        return "it records no files"
+    for name, want in files.items():
+        p = folder / name
+        if not isinstance(want, dict):
+            return f"its record of {name} is unreadable"
+        if not p.is_file():
+            return f"{name} is missing"
+        if p.stat().st_size != want.get("size"):
+            return f"{name} is {p.stat().st_size:,} bytes, {want.get('size', 0):,} when it was saved"
+        if file_digest(p) != want.get("sha256"):
+            return f"{name} has changed since it was saved (its content hash differs)"
+    return None

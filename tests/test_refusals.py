@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bloomz_tune.cli import main
+from bloomz_tune.storage import folder_digests
+from bloomz_tune.training.runstate import write_stages
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data_mixtures" / "demo.yaml"
@@ -43,6 +45,13 @@ def remove(*patterns):
         for pattern in patterns:
             for p in folder.glob(pattern):
                 p.unlink()
+    return change
+
+
+def truncate(name, fraction):
+    def change(folder):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: int(len(data) * fraction)])
     return change
 
 
@@ -162,8 +171,10 @@ def contamination(tmp, *extra, build=True):
 
 
 def finished_run(tmp):
-    (tmp / "run" / "final").mkdir(parents=True)
+    make_file(tmp / "run" / "final" / "adapter_model.safetensors")
     (tmp / "run" / "recipe.resolved.yaml").write_text("output_dir: x\n")
+    make_file(tmp / "run" / "eval" / "results.json", "{}")
+    write_stages(tmp / "run", {"final": folder_digests(tmp / "run" / "final"), "finished": True})
     return train(tmp)
 
 
@@ -181,6 +192,10 @@ def write(name, content: bytes):
     return make
 
 
+ALIAS_BOMB = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n".encode() for i in range(8))
+
+
 # (case, argv maker: (tmp, tiny_model_dir) -> argv, words the message must contain)
 CASES = [
     # where a run writes
@@ -191,6 +206,18 @@ CASES = [
      ["data.mixture_cache", "not writable"]),
     ("finished run dir", lambda t, m: finished_run(t), ["already holds a finished run", "overwrite_output_dir"]),
     ("run dir in use", lambda t, m: locked_run(t), ["in use by another run", f"pid {os.getpid()}"]),
+    ("output_dir holds user files", lambda t, m: make_file(t / "run" / "thesis.tex") and train(t),
+     ["not a bloomz_tune run", "thesis.tex"]),
+    ("overwrite a folder of user files", lambda t, m: make_file(t / "run" / "thesis.tex") and train(
+        t, "overwrite_output_dir=true"), ["not a bloomz_tune run", "overwrite_output_dir replaces only"]),
+    ("output_dir is the model folder", lambda t, m: model_folder(t, m, lambda f: None) + [
+        f"output_dir={t / 'model'}", "overwrite_output_dir=true"], ["output_dir", "is model.name_or_path"]),
+    ("output_dir holds the model folder", lambda t, m: model_folder(t, m, lambda f: None) + [f"output_dir={t}"],
+     ["output_dir", "holds model.name_or_path", "which the run reads"]),
+    ("output_dir holds the mixture cache", lambda t, m: train(t, f"output_dir={t}"), ["holds data.mixture_cache"]),
+    pytest.param("flex attention on a CPU", lambda t, m: train(t, "model.attention=flex"),
+                 ["flex attention needs a GPU"], marks=pytest.mark.skipif(
+                     __import__("torch").cuda.is_available(), reason="with a GPU, flex trains")),
     ("resume, no checkpoint", lambda t, m: train(t, "training.resume_from_checkpoint=true"),
      ["resume_from_checkpoint", "no complete checkpoint"]),
     ("resume, bad path", lambda t, m: train(t, f"training.resume_from_checkpoint={t / 'nope'}"),
@@ -214,6 +241,17 @@ CASES = [
     ("flex with attention dropout", lambda t, m: train(t, "model.attention=flex", "model.attention_dropout=0.1"),
      ["flex attention has no dropout"]),
     ("push without repo id", lambda t, m: train(t, "hub.push_to_hub=true"), ["hub.repo_id"]),
+    ("seed beyond 2**32 - 1", lambda t, m: train(t, "training.seed=4294967296"), ["training.seed", "<= 4294967295"]),
+    ("estimate on 0 GPUs", lambda t, m: ["estimate", str(TINY), "--gpus", "0"], ["--gpus must be at least 1"]),
+    ("estimate with MFU 7", lambda t, m: ["estimate", str(TINY), "--mfu", "7"], ["--mfu", "at most 1"]),
+    ("estimate with MFU 0", lambda t, m: ["estimate", str(TINY), "--mfu", "0"], ["--mfu", "above 0"]),
+    ("eval batch size 0", lambda t, m: ["eval", str(m), "--batch-size", "0", "--output", str(t / "e")],
+     ["--batch-size must be at least 1"]),
+    ("eval max length 1", lambda t, m: ["eval", str(m), "--max-length", "1", "--output", str(t / "e")],
+     ["--max-length at least 8"]),
+    pytest.param("eval on CUDA without a GPU", lambda t, m: ["eval", str(m), "--device", "cuda", "--output",
+                                                              str(t / "e")], ["no CUDA GPU"],
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has one")),
     ("tiny heads do not divide", lambda t, m: train(t, "model.tiny.n_head=3"), ["not divisible by n_head"]),
     # the model
     ("model path missing", lambda t, m: train(t, "model.tiny=null", f"model.name_or_path={t / 'models' / 'x'}"),
@@ -225,6 +263,16 @@ CASES = [
     ("model needs remote code", lambda t, m: model_folder(t, m, edit_config(
         auto_map={"AutoModelForCausalLM": "modeling_x.X"})), ["trust_remote_code"]),
     ("model weights pickled", lambda t, m: model_folder(t, m, pickle_weights), ["no safetensors", "pickled"]),
+    ("model weights cut short", lambda t, m: model_folder(t, m, truncate("model.safetensors", 0.5)),
+     ["model.safetensors is not a whole safetensors file"]),
+    ("model weights empty", lambda t, m: model_folder(t, m, truncate("model.safetensors", 0)),
+     ["model.safetensors is not a whole safetensors file"]),
+    ("model config says another vocabulary", lambda t, m: model_folder(t, m, edit_config(vocab_size=100)),
+     ["word_embeddings.weight is [", "vocab_size 100 x hidden_size 64"]),
+    ("model config says more layers", lambda t, m: model_folder(t, m, edit_config(n_layer=3)),
+     ["the weights hold 2 layers", "n_layer 3"]),
+    ("model tokenizer garbage", lambda t, m: model_folder(t, m, lambda f: (f / "tokenizer.json").write_text("{x")),
+     ["cannot load a tokenizer"]),
     ("model without tokenizer", lambda t, m: model_folder(t, m, remove("tokenizer*")), ["no tokenizer"]),
     ("LoRA targets match nothing", lambda t, m: train(t, "lora.target_modules=[qkv]"),
      ["lora.target_modules", "'qkv' matches no module", "query_key_value"]),
@@ -233,6 +281,13 @@ CASES = [
     # evaluation
     ("eval data folder missing", lambda t, m: train(t, "eval.tasks=[xcopa]", f"eval.data_dirs={{xcopa: {t / 'x'}}}"),
      ["xcopa", "does not exist"]),
+    ("generate a billion tokens", lambda t, m: ["generate", str(m), "hi", "--max-new-tokens", "1000000000"],
+     ["--max-new-tokens", "between 1 and 2,048"]),
+    ("eval output read-only", lambda t, m: ["eval", str(m), "--output", f"{READ_ONLY}/e"], ["--output", "not writable"]),
+    ("merge output read-only", lambda t, m: ["merge", str(t), "--output", f"{READ_ONLY}/m"],
+     ["--output", "not writable"]),
+    ("mixture build output read-only", lambda t, m: spec(t, "{{ text }}")[:3] + ["--output", f"{READ_ONLY}/b"],
+     ["--output", "not writable"]),
     ("eval unknown task", lambda t, m: ["eval", str(m), "--tasks", "nope", "--output", str(t / "e")], ["nope"]),
     ("eval without a model", lambda t, m: ["eval", "--tasks", "xcopa"], ["eval needs MODEL and --output", "--check"]),
     ("eval data revision not TASK=REV", lambda t, m: ["eval", "--check", "--data-revision", "xcopa"],
@@ -260,7 +315,20 @@ CASES = [
     ("template repeats a string 10**13 times", lambda t, m: spec(t, "{{ 'x' * 10**13 }}"),
      ["OverflowError", "row"]),
     ("template loops over range(10**9)", lambda t, m: spec(t, "{% for i in range(10**9) %}{{ i }}{% endfor %}"),
-     ["Range too big", "row"]),
+     ["OverflowError", "1,000,000,000", "row"]),
+    ("template pads a string to 10**9", lambda t, m: spec(t, "{{ text.ljust(10**9) }}"),
+     ["OverflowError", "ljust", "row"]),
+    ("template filter width 10**9", lambda t, m: spec(t, "{{ text|center(10**9) }}"), ["filter 'center'", "row"]),
+    ("template format width 10**9", lambda t, m: spec(t, "{{ '{:x>1000000000}'.format(1) }}"),
+     ["format width", "row"]),
+    ("template output over the row bound", lambda t, m: spec(
+        t, "{% set s = 'x' * 999999 %}{% for i in range(100) %}{{ s ~ s }}{% endfor %}"),
+     ["longer than 1,000,000 characters", "row"]),
+    ("template recursive macro", lambda t, m: spec(t, "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+     ["RecursionError", "row"]),
+    ("recipe YAML alias bomb", lambda t, m: write("r.yaml", ALIAS_BOMB)(t), ["aliases expand to more than"]),
+    ("a long bad value is quoted short", lambda t, m: train(t, "training.max_steps=" + "9x" * 50_000),
+     ["training.max_steps: expected int", "(100,002 characters)"]),
     ("template names a missing column", lambda t, m: spec(t, "{{ review }}"), ["column 'review' is missing"]),
     ("spec unknown source key", lambda t, m: spec(t, "{{ text }}", ", templat: [t]"), ["did you mean"]),
     ("spec held-out dataset", lambda t, m: spec(t, "{{ text }}", ", dataset: facebook/xnli"), ["held-out", "XNLI"]),
@@ -279,6 +347,8 @@ CASES = [
      ["is not a folder", "hf download"]),
     ("mixture build output exists", lambda t, m: make_file(t / "built" / "f") and spec(t, "{{ text }}"),
      ["already exists"]),
+    ("mixture build --overwrite of a folder that is not a build", lambda t, m: make_file(t / "built" / "notes.txt")
+     and spec(t, "{{ text }}") + ["--overwrite"], ["is not a mixture build", "overwrite replaces only a build"]),
     ("contamination unknown task", lambda t, m: contamination(t, "--tasks", "xcopa,nope", build=False),
      ["unknown task 'nope'", "valid tasks: xnli, xcopa"]),
     ("mixture source id without an owner", lambda t, m: hub_source(t, "trec"),
@@ -291,7 +361,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, make, words", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case, make, words", CASES, ids=[c.values[0] if hasattr(c, "values") else c[0]
+                                                        for c in CASES])
 def test_refused_clearly(case, make, words, tmp_path, tiny_model_dir, capsys):
     argv = make(tmp_path, tiny_model_dir)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}

@@ -281,8 +281,9 @@ def model_card(run_dir: str | Path, repo_id: str | None = None, merged: bool = F
     lines += _results_lines(run) + [""] + _use_lines(repo_id or "REPO_ID", lora and not merged) + [""]
     lines += LIMITS
     if base_model_of(recipe) is None and lora and not merged:
-        lines.append(f"- The base model is a local folder ({recipe.model.name_or_path or 'the tiny demo'}"
-                     "), not a Hub model: the adapter loads only where that folder exists.")
+        where = "the tiny demo" if recipe.model.tiny is not None else recipe.model.name_or_path
+        lines.append(f"- The base model is a local folder ({where}), not a Hub model: the adapter loads only where "
+                     "that folder exists.")
     lines += ["", "The full resolved recipe is `recipe.resolved.yaml` beside this card."]
     data = card_data(run, merged, repo_id.split("/")[-1] if repo_id else None)
     text = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n"

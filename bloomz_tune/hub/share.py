@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.evaluation.generation import first_nonfinite
 from bloomz_tune.hub.card import model_card, read_run
 from bloomz_tune.model.config import TOKENIZER_FILES as MODEL_TOKENIZER_FILES
 from bloomz_tune.model.loading import load_for_eval, resolve_dtype
@@ -72,9 +73,12 @@ def check_final(folder: str | Path) -> list[Path]:
     for path in weights:
         try:
             with safe_open(str(path), "pt") as f:
-                list(f.keys())
+                bad = first_nonfinite((name, f.get_tensor(name)) for name in f.keys())
         except Exception as err:  # safetensors raises its own error type for a bad header or a cut file
-            raise BloomzTuneError(f"{path} is not a whole safetensors file: {err}") from err
+            raise BloomzTuneError(f"{path} is not a whole safetensors file: {str(err)[:200]}") from err
+        if bad:
+            raise BloomzTuneError(f"{path}: tensor {bad} holds NaN or infinite values (the training diverged?); "
+                                  f"such weights are never pushed or merged")
     if not any((folder / f).is_file() for f in MODEL_TOKENIZER_FILES):
         raise BloomzTuneError(f"{folder} has no tokenizer (tokenizer.json / tokenizer_config.json)")
     from transformers import AutoTokenizer
@@ -100,6 +104,11 @@ def merge(run_dir: str | Path, output: str | Path, dtype: str = "auto") -> Path:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise BloomzTuneError(f"--output {output} already exists and is not empty; give a new folder")
     check_final(RunDir(run_dir).final)
+    base = _adapter_base(RunDir(run_dir).final)
+    if Path(base).expanduser().is_absolute() and not Path(base).expanduser().is_dir():
+        raise BloomzTuneError(f"the adapter's base model {base} (adapter_config.json) is no longer there; put the base "
+                              f"model back there, or set base_model_name_or_path in "
+                              f"{RunDir(run_dir).final / 'adapter_config.json'} to where it is now")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
@@ -119,10 +128,18 @@ def _stored_dtype(final: Path):
     import torch
     from transformers import AutoConfig
 
-    base = json.loads((final / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    base = _adapter_base(final)
     stored = getattr(AutoConfig.from_pretrained(base), "dtype", None)
     stored = getattr(torch, stored, None) if isinstance(stored, str) else stored
     return stored if isinstance(stored, torch.dtype) else torch.float32
+
+
+def _adapter_base(final: Path) -> str:
+    try:
+        return str(json.loads((final / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BloomzTuneError(f"{final / 'adapter_config.json'} does not name its base model "
+                              f"(base_model_name_or_path)") from None
 
 
 def _merge_into(run_dir: Path, folder: Path, dtype: str) -> None:
@@ -155,6 +172,15 @@ def check_target(repo_id: str | None) -> str:
     if not get_token():
         raise BloomzTuneError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
     return repo_id
+
+
+def check_online() -> None:
+    """A push at the end of a run will find the Hub client online (known before training, not after a day of it)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise BloomzTuneError("hub.push_to_hub: the Hub cannot be reached: offline mode is on (HF_HUB_OFFLINE=1); "
+                              "unset it, or train without hub.push_to_hub and push later with `bloomz-tune push`")
 
 
 def _upload(api, repo_id: str, files: dict[str, Path | bytes], private: bool) -> str:

@@ -52,7 +52,7 @@ from bloomz_tune.mixture.spec import (
 )
 from bloomz_tune.recipe import DataSection
 from bloomz_tune.runtime import interactive, print0
-from bloomz_tune.storage import pid_alive, write_json
+from bloomz_tune.storage import digests_problem, folder_digests, pid_alive, write_atomic, write_json
 
 CHART_PNG = "distribution.png"
 DEFAULT_CACHE = DataSection.mixture_cache
@@ -60,6 +60,7 @@ DEFAULT_CACHE = DataSection.mixture_cache
 
 # -- building ---------------------------------------------------------------------------------------------------
 
+BUILD_MARKER = ".bloomz_tune.build"  # marks a build of ours; records its dataset files' sizes and SHA-256
 BUILDING_PREFIX, BUILDING_TAG = ".", ".building-"  # a build in progress: .<name>.building-<pid>
 
 
@@ -82,9 +83,14 @@ def build_mixture(spec_or_path: MixtureSpec | str | Path, output_dir: str | Path
     """
     spec = spec_or_path if isinstance(spec_or_path, MixtureSpec) else load_mixture_spec(spec_or_path)
     output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise BloomzTuneError(f"{output_dir} already exists and is not empty; choose another --output or "
-                              f"pass overwrite=True (--overwrite)")
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        if not overwrite:
+            raise BloomzTuneError(f"{output_dir} already exists and is not empty; choose another --output or "
+                                  f"pass overwrite=True (--overwrite)")
+        if not is_our_build(output_dir):
+            raise BloomzTuneError(f"{output_dir} is not a mixture build of bloomz_tune (no {BUILD_MARKER}, "
+                                  f"{DATASHEET_JSON} and {DATASET_DIR}/): overwrite replaces only a build; choose "
+                                  f"another --output")
     fingerprint = mixture_fingerprint(spec)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_orphan_builds(output_dir.parent)
@@ -105,9 +111,13 @@ def build_mixture(spec_or_path: MixtureSpec | str | Path, output_dir: str | Path
         (tmp / DATASHEET_MD).write_text(datasheet_markdown(sheet), encoding="utf-8")
         plot_mixture(sheet, tmp / CHART_PNG)
         shutil.rmtree(tmp / "_work", ignore_errors=True)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
+        write_atomic(tmp / BUILD_MARKER, json.dumps({"kind": "bloomz_tune mixture build", "files": folder_digests(
+            tmp / DATASET_DIR)}, indent=1), durable=True)
+        aside = tmp.with_name(tmp.name + "-replaced")
+        if output_dir.exists():  # the earlier build (ours, checked above) stays whole until the new one is in place
+            os.replace(output_dir, aside)
         os.replace(tmp, output_dir)
+        shutil.rmtree(aside, ignore_errors=True)
         print0(f"mixture {spec.name}: {sheet['splits']['train']} train / {sheet['splits']['validation']} "
                f"validation rows in {sheet['build_seconds']:.1f}s")
     finally:
@@ -122,6 +132,24 @@ def is_built_mixture(path: str | Path) -> bool:
     return (path / DATASHEET_JSON).is_file() and (path / DATASET_DIR / "dataset_dict.json").is_file()
 
 
+def is_our_build(path: Path) -> bool:
+    """Whether ``path`` holds a build of ours: its marker (or, for a build made before markers, its two files)."""
+    return is_built_mixture(path)
+
+
+def build_problem(path: Path) -> str | None:
+    """None when the build's dataset files are as they were written (content hashes in its marker); else what
+    changed. A build made before markers is not checked."""
+    marker = path / BUILD_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its {BUILD_MARKER} is unreadable"
+    return digests_problem(path / DATASET_DIR, files)
+
+
 def load_built_mixture(path: str | Path):
     """The DatasetDict (train, validation) of a finished build."""
     from datasets import load_from_disk
@@ -130,7 +158,15 @@ def load_built_mixture(path: str | Path):
     if not is_built_mixture(path):
         raise BloomzTuneError(f"{path} is not a finished mixture build (expected {DATASHEET_JSON} and "
                               f"{DATASET_DIR}/); build one with `bloomz-tune mixture build SPEC --output {path}`")
-    dsd = load_from_disk(str(path / DATASET_DIR))
+    problem = build_problem(path)
+    if problem:
+        raise BloomzTuneError(f"the mixture build {path} is damaged ({DATASET_DIR}/{problem}); build it again with "
+                              f"`bloomz-tune mixture build SPEC --output {path} --overwrite`")
+    try:
+        dsd = load_from_disk(str(path / DATASET_DIR))
+    except (OSError, ValueError) as err:  # Arrow's errors are ValueError/OSError subclasses
+        raise BloomzTuneError(f"the mixture build {path} cannot be read ({type(err).__name__}: {str(err)[:200]}); "
+                              f"build it again") from None
     missing = [c for c in COLUMNS if c not in dsd["train"].column_names]
     if missing or set(dsd) != {"train", "validation"}:
         raise BloomzTuneError(f"{path}: the dataset lacks splits train/validation or columns {missing}")
@@ -175,7 +211,10 @@ def find_build(cache_root: str | Path, name: str, fingerprint: str) -> Path | No
             pass
     for path in candidates:
         if is_built_mixture(path) and read_datasheet(path).get("fingerprint") == fingerprint:
-            return path
+            problem = build_problem(path)
+            if problem is None:
+                return path
+            print0(f"mixture build {path} is damaged ({DATASET_DIR}/{problem}): not reused")
     return None
 
 

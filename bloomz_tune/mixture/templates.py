@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from bloomz_tune import schema
 from bloomz_tune.errors import BloomzTuneError, ConfigError
+from bloomz_tune.mixture.sandbox import BoundedSandbox, bounded_filter, bounded_output
 
 SEPARATOR = "|||"
 # promptsource's Template.apply(truncate=True), as xP3's build called it, rewrites every "{{ x }}" to
@@ -82,43 +82,24 @@ def _most_frequent(seq):
     return [item for item, n in counts.items() if n == best]
 
 
-MAX_REPEAT = 1_000_000  # characters or items a template may make by multiplying a string or a list
-MAX_POWER_DIGITS = 10_000  # digits of an integer a template may make with **
-
-
-class _BoundedSandbox(SandboxedEnvironment):
-    """Jinja's sandbox (no unsafe attributes; ``range`` capped at 100,000) that also refuses ``'x' * 10**13`` and
-    ``9 ** 10**9``, which would otherwise eat all memory or hang a mixture build."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
-                    raise OverflowError(f"repeating a {type(seq).__name__} {n:,} times makes more than "
-                                        f"{MAX_REPEAT:,} items")
-        if operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
-            if right * math.log10(abs(left)) > MAX_POWER_DIGITS:
-                raise OverflowError(f"{left} ** {right} has more than {MAX_POWER_DIGITS:,} digits")
-        return super().call_binop(context, operator, left, right)
-
-
 def _make_env(strict: bool) -> SandboxedEnvironment:
-    env = _BoundedSandbox(
+    env = BoundedSandbox(
         undefined=jinja2.StrictUndefined if strict else jinja2.Undefined,
         autoescape=False,
         keep_trailing_newline=False,
+        finalize=lambda value: "" if value is None else value,  # a null column is missing text, never "None"
     )
     env.globals.update(zip=zip, enumerate=enumerate, len=len)
     env.filters["choice"] = _choice
     env.filters["most_frequent"] = _most_frequent
     env.filters["highlight"] = lambda text: text
+    env.filters = {name: bounded_filter(name, f) for name, f in env.filters.items()}
     return env
 
 
 # What a template or filter can raise on a row's values (besides Jinja's own errors): reported with the row.
-RENDER_ERRORS = (IndexError, KeyError, TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError)
+RENDER_ERRORS = (IndexError, KeyError, TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError,
+                 RecursionError, TimeoutError)
 
 # Our templates fail on any undefined name; promptsource's are rendered with Jinja's lenient default, as
 # promptsource renders them.
@@ -145,7 +126,7 @@ def _render(template: jinja2.Template, variables: dict) -> str:
     base, keys = _globals_of(template)
     context = new_context(template.environment, template.name, template.blocks, {**base, **variables}, True, keys)
     try:
-        return template.environment.concat(template.root_render_func(context))
+        return template.environment.concat(bounded_output(template.root_render_func(context)))
     except Exception:  # noqa: BLE001 - as Template.render: Jinja rewrites the traceback and raises the error again
         template.environment.handle_exception()
 

@@ -3,7 +3,8 @@
     <build>/tokenized/<tokenizer>-len<max_length>-<overlong>-<hash>/<split>.arrow (+ <split>.json, written last)
 
 The folder's name holds a hash of the tokenizer's whole definition, EOS, ``max_length`` and ``overlong``; the
-info file holds the build's fingerprint and row count. Either changing gives a new tokenization.
+info file holds the build's fingerprint, row count and the data file's SHA-256. Either changing gives a new
+tokenization; a data file whose content no longer matches its hash (cut short, changed on disk) is tokenized again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bloomz_tune.mixture.datasheet import read_datasheet
 from bloomz_tune.runtime import print0
-from bloomz_tune.storage import write_json
+from bloomz_tune.storage import file_digest, write_json
 from bloomz_tune.tokens.tokenizing import Tokenized, tokenize_rows, tokenizer_id
 
 CACHE_DIR = "tokenized"
@@ -46,9 +47,16 @@ def tokenized_split(built_dir: str | Path, rows, split: str, tokenizer, max_leng
     data, info = folder / f"{split}.arrow", folder / f"{split}.json"
     fingerprint = read_datasheet(built_dir)["fingerprint"]
     if info.is_file() and data.is_file():
-        found = json.loads(info.read_text(encoding="utf-8"))
+        try:
+            found = json.loads(info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            found = {}
         if found.get("fingerprint") == fingerprint and found.get("rows") == len(rows):
-            return Tokenized(datasets.Dataset.from_file(str(data)), found["counts"], None, None)
+            # The content hash, not the size: a file cut short or changed on disk would crash Arrow (or worse).
+            if found.get("sha256") == file_digest(data):
+                return Tokenized(datasets.Dataset.from_file(str(data)), found["counts"], None, None)
+            print0(f"the tokenized split {data} is not the file that was written (its content hash differs): "
+                   f"tokenizing again")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         info.unlink(missing_ok=True)  # the info file, written last, is what marks the data file finished
@@ -63,6 +71,6 @@ def tokenized_split(built_dir: str | Path, rows, split: str, tokenizer, max_leng
     finally:
         partial.unlink(missing_ok=True)
     write_json(info, {"fingerprint": fingerprint, "rows": len(rows), "counts": done.counts,
-                                   "max_length": max_length, "overlong": overlong})
+                      "max_length": max_length, "overlong": overlong, "sha256": file_digest(data)})
     done.dataset = datasets.Dataset.from_file(str(data))
     return done

@@ -10,14 +10,11 @@ the check off). ``run.json`` in the run directory records these numbers; the mod
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.recipe import Recipe
-from bloomz_tune.runtime import is_main_process, print0
-from bloomz_tune.storage import write_json
+from bloomz_tune.runtime import print0
 from bloomz_tune.tokens.batches import length_column
-from bloomz_tune.training.rundir import RunDir
 
 
 def global_batch(training, processes: int) -> int:
@@ -50,8 +47,9 @@ def check_budget(budget: dict, limit: float | None) -> None:
             f"{limit:g}; use a larger mixture or fewer steps, or raise that key (null turns the check off)")
 
 
-def plan_run(recipe: Recipe, train_set, run_dir: Path) -> dict:
-    """Compute, print and check the budget of the run on ``train_set``; rank 0 writes ``run_dir/run.json``."""
+def plan_run(recipe: Recipe, train_set) -> dict:
+    """Compute, print and check the budget of the run on ``train_set`` (the run writes it as run.json once every
+    check has passed)."""
     from accelerate import PartialState
 
     tokens = int(length_column(train_set).sum())
@@ -61,6 +59,4 @@ def plan_run(recipe: Recipe, train_set, run_dir: Path) -> dict:
            f"{budget['tokens_per_step']:,} tokens per step; {budget['steps']:,} steps, {budget['tokens']:,} tokens, "
            f"{budget['epochs_over_mixture']:.2f} epochs over {budget['train_rows']:,} training rows")
     check_budget(budget, recipe.training.max_epochs_over_mixture)
-    if is_main_process():
-        write_json(RunDir(run_dir).budget, budget)
     return budget

@@ -240,9 +240,12 @@ def estimate(recipe: Recipe, accelerate_config: str | Path | None = None, gpus: 
         raise BloomzTuneError(f"--gpu {gpu!r}: choose one of {', '.join(GPUS)}")
     launch = read_accelerate_config(accelerate_config) if accelerate_config else {"strategy": None, "processes": 1,
                                                                                    "machines": 1}
-    n = gpus or launch["processes"]
+    n = gpus if gpus is not None else launch["processes"]
     if n < 1:
         raise BloomzTuneError(f"--gpus must be at least 1, got {n}")
+    if not 0 < mfu <= 1:
+        raise BloomzTuneError(f"--mfu is a fraction of the GPU's peak FLOPs, above 0 and at most 1 (0.4 is typical); "
+                              f"got {mfu:g}")
     config = estimate_config(recipe)
     counts = parameter_counts(config, recipe.lora)
     w, a = dtype_bytes(recipe)

@@ -1,17 +1,20 @@
 """The run directory belongs to one run at a time, and its checkpoints are whole or ignored.
 
-- ``claim(run_dir)``: a lock file (``.bloomz_tune.lock``: pid, host, start time) created atomically before
-  anything else is written. A second run into the same directory is refused, naming the holder; a lock left
-  by a process that is gone (same host, pid not running) is taken over with a message.
-- ``check_fresh_start(run_dir, ...)``: a new run never writes over an earlier one by accident: a directory that
-  already holds a run is refused unless the recipe resumes it or sets ``overwrite_output_dir``.
-- Checkpoints: the trainer writes a completion marker (``checkpoint_complete.json``, the size of every file)
-  into a checkpoint only after every process has finished writing it and its files are flushed to disk
+- ``claim(run_dir)``: a lock file (``.bloomz_tune.lock``: pid, host, start time) on which the run holds an OS lock
+  (``fcntl.flock``) before anything else is written. A second run into the same directory is refused, naming the
+  holder; a lock file left by a process that is gone is taken over with a message (the kernel released its OS
+  lock, so of two runs taking it over at once exactly one gets it).
+- ``writable_problem``: whether a folder can be created and written (a real write, before the run starts).
+- Checkpoints: the trainer writes a completion marker (``checkpoint_complete.json``: the size and SHA-256 of every
+  file) into a checkpoint only after every process has finished writing it and its files are flushed to disk
   (``mark_complete``). ``resolve_resume`` takes the newest checkpoint whose marker is there and whose files
-  still have their recorded sizes, and says which ones it skipped and why; ``remove_incomplete`` deletes the
-  skipped ones so the resumed run can write those step numbers afresh.
+  still have their recorded content, and says which ones it skipped and why; ``remove_incomplete`` deletes the
+  skipped ones so the resumed run can write those step numbers afresh. ``training_finished`` says whether a
+  checkpoint is the last step's.
 - ``trim_metrics``: after a resume, metrics.jsonl keeps only the steps up to the checkpoint, so no step is
   logged (or plotted) twice.
+
+Whose a directory is, which stages of its run are done and how a run replaces another: ``training.runstate``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from bloomz_tune.errors import BloomzTuneError
 from bloomz_tune.mixture.datasheet import DATASHEET_JSON
-from bloomz_tune.storage import pid_alive, write_atomic
+from bloomz_tune.storage import digests_problem, folder_digests, pid_alive, write_atomic
 
 MARKER = "checkpoint_complete.json"
 
@@ -41,6 +44,26 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.path / ".bloomz_tune.lock"
+
+    @property
+    def marker(self) -> Path:
+        """Marks the folder as a bloomz_tune run and records which of its stages are done (``training.runstate``)."""
+        return self.path / ".bloomz_tune.run"
+
+    @property
+    def replaced(self) -> Path:
+        """Where an overwritten run waits, whole, until the run replacing it has finished."""
+        return self.path / ".replaced"
+
+    @property
+    def staging(self) -> Path:
+        """What a run prepares before its checks have passed (the demo's tiny base model), moved in afterwards."""
+        return self.path / ".incoming"
+
+    @property
+    def base_model(self) -> Path:
+        """The tiny demo's base model (a recipe with ``model.tiny``)."""
+        return self.path / "base_model"
 
     @property
     def recipe(self) -> Path:
@@ -103,13 +126,24 @@ class RunDir:
 
 
 class RunLock:
-    """The claim on a run directory; ``release()`` (or leaving the ``with`` block) gives it up."""
+    """The claim on a run directory: an OS lock (``fcntl.flock``) held on the open lock file for the whole run.
 
-    def __init__(self, path: Path):
+    The kernel drops the lock when the holder's process ends, however it ends, so a lock file left by a killed run
+    is taken over by the next run without a race: of two processes taking it over at once, one gets the OS lock
+    and the other is refused. ``release()`` (or leaving the ``with`` block) removes the file and gives it up."""
+
+    def __init__(self, path: Path, fd: int):
         self.path = path
+        self.fd = fd
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.fd < 0:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # while still holding the OS lock: no one takes a file being removed
+        finally:
+            os.close(self.fd)
+            self.fd = -1
 
     def __enter__(self):
         return self
@@ -120,27 +154,43 @@ class RunLock:
 
 def claim(run_dir: Path, say=print) -> RunLock:
     """Create ``run_dir`` if needed and take its lock, or raise BloomzTuneError naming the run that holds it."""
+    import fcntl
+
     run_dir.mkdir(parents=True, exist_ok=True)
     path = RunDir(run_dir).lock
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for _ in range(2):
+    for _ in range(20):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(path)
-            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
-                say(f"run directory {run_dir}: taking over the lock of process {holder['pid']}, which is no longer "
-                    f"running (started {holder.get('started', '?')})")
-                path.unlink(missing_ok=True)
-                continue
-            raise BloomzTuneError(
-                f"{run_dir} is in use by another run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-                f"started {holder.get('started', '?')}); choose another output_dir, or wait for that run to end "
-                f"(if it is gone for good, delete {path})") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(me, f)
-        return RunLock(path)
-    raise BloomzTuneError(f"could not take the lock {path}: another run took it at the same moment")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _in_use(run_dir, path, _read_lock(path)) from None
+        try:  # the file we locked may have been removed by its releasing holder meanwhile: then lock the new one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        holder = _read_lock(path)
+        if holder:
+            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and pid_alive(holder["pid"]):
+                os.close(fd)  # a live process named in the file that holds no OS lock: a run of an older version
+                raise _in_use(run_dir, path, holder)
+            say(f"run directory {run_dir}: taking over the lock of process {holder.get('pid', '?')}, which is no "
+                f"longer running (started {holder.get('started', '?')})")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        return RunLock(path, fd)
+    raise BloomzTuneError(f"could not take the lock {path}: other runs keep taking and releasing it")
+
+
+def _in_use(run_dir: Path, path: Path, holder: dict) -> BloomzTuneError:
+    return BloomzTuneError(
+        f"{run_dir} is in use by another run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+        f"started {holder.get('started', '?')}); choose another output_dir, or wait for that run to end "
+        f"(if it is gone for good, delete {path})")
 
 
 def _read_lock(path: Path) -> dict:
@@ -170,46 +220,22 @@ def writable_problem(path: Path, what: str) -> str | None:
     return None
 
 
-def check_fresh_start(run_dir: Path, setting, checkpoint: Path | None, overwrite: bool) -> None:
-    """Refuse to start a new run over an earlier one, unless resuming it or told to overwrite it.
-
-    ``setting`` is the recipe's resume_from_checkpoint, ``checkpoint`` what it resolved to. With ``auto`` and
-    no complete checkpoint, an unfinished run starts again from the beginning; a finished one is kept.
-    """
-    if checkpoint is not None or overwrite or not (RunDir(run_dir).recipe).exists():
-        return
-    finished = (RunDir(run_dir).final).is_dir()
-    if setting == "auto" and not finished:
-        return
-    state = "a finished run (final/)" if finished else "an unfinished run"
-    raise BloomzTuneError(f"{run_dir} already holds {state}; choose another output_dir, resume it with "
-                          f"training.resume_from_checkpoint=auto, or replace it with overwrite_output_dir=true")
-
-
-def clear_for_overwrite(run_dir: Path, say=print) -> None:
-    """Remove an earlier run's files (not the lock) once the new run holds the directory and its inputs are good."""
-    removed = [p for p in run_dir.iterdir() if p.name != RunDir(run_dir).lock.name]
-    for p in removed:
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    if removed:
-        say(f"overwrite_output_dir: removed the earlier run's {len(removed)} entries from {run_dir}")
-
-
 # ---- checkpoints -------------------------------------------------------------------------------------------------
 
 def mark_complete(checkpoint: Path, step: int) -> None:
-    """Flush every file of ``checkpoint`` to disk, then write the marker (atomically) recording their sizes."""
-    files = {}
+    """Flush every file of ``checkpoint`` to disk, then write the marker (atomically) recording each file's size
+    and content hash."""
     for p in sorted(checkpoint.rglob("*")):
         if p.is_file() and p.name != MARKER:
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-            files[str(p.relative_to(checkpoint))] = p.stat().st_size
+    files = folder_digests(checkpoint, skip=(MARKER,))
     write_atomic(checkpoint / MARKER, json.dumps({"step": step, "files": files}), durable=True)
 
 
 def checkpoint_problem(checkpoint: Path) -> str | None:
-    """None when ``checkpoint`` is whole; else why it cannot be resumed from."""
+    """None when ``checkpoint`` is whole (every file as it was saved, by content hash); else why it cannot be
+    resumed from."""
     marker = checkpoint / MARKER
     if not marker.is_file():
         return "its save was cut short (no completion marker)"
@@ -217,13 +243,20 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         files = json.loads(marker.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"its {MARKER} is unreadable"
-    for name, size in files.items():
-        p = checkpoint / name
-        if not p.is_file():
-            return f"{name} is missing"
-        if p.stat().st_size != size:
-            return f"{name} is {p.stat().st_size:,} bytes, {size:,} when it was saved"
-    return None
+    return digests_problem(checkpoint, files)
+
+
+def training_finished(checkpoint: Path, max_steps: int, epochs: float) -> bool:
+    """Whether ``checkpoint`` was saved at the run's last optimizer step: ``max_steps`` when the recipe counts steps,
+    else the last step transformers planned for the same ``epochs`` (its trainer_state.json records both)."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        step = int(state["global_step"])
+        if max_steps > 0:
+            return step >= max_steps
+        return state.get("num_train_epochs") == epochs and step >= int(state["max_steps"]) > 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def checkpoint_step(checkpoint: Path) -> int:

@@ -9,6 +9,7 @@ accumulation and data parallelism give exactly the loss of one big batch.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from bloomz_tune.errors import BloomzTuneError, TrainingDiverged
 from bloomz_tune.model.bloom import causal_lm
 from bloomz_tune.model.loading import bf16_supported, untie_trained_embedding
 from bloomz_tune.model.loss import batch_loss_sum, count_items
@@ -52,6 +54,14 @@ class BloomzTrainer(TrainerSeam):
         if self.args.should_save:
             mark_complete(Path(self.checkpoint_folder(trial)), self.state.global_step)
 
+    def checkpoint_failed(self, trial, err: Exception) -> None:
+        """A checkpoint that could not be written (a full or read-only disk) stops the run with one line; the
+        cut-short checkpoint has no marker, so a resume skips it."""
+        raise BloomzTuneError(
+            f"writing {self.checkpoint_folder(trial)} failed at step {self.state.global_step} "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else 'no detail'}); free disk space, "
+            f"then resume with training.resume_from_checkpoint=auto") from None
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """As transformers saves, except a save asked for outside training (final/) under FSDP with sharded state
         dicts: transformers writes no weights there (its checkpoints hold the shards); here every process takes
@@ -72,6 +82,25 @@ class BloomzTrainer(TrainerSeam):
                 if name not in kept:
                     state_dict.pop(name, None)
         return state_dict
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # One process's loss only: under data parallelism a non-finite loss on one process makes the all-reduced
+        # gradient norm non-finite on every process, which stops them all at once (grad_norm_computed).
+        if self.accelerator.num_processes == 1 and not bool(torch.isfinite(loss).all()):
+            self.diverged("loss", float(loss))
+        return loss
+
+    def grad_norm_computed(self, norm) -> None:
+        if norm is not None and not math.isfinite(float(norm)):
+            self.diverged("gradient norm", float(norm))
+
+    def diverged(self, what: str, value: float) -> None:
+        """Stop the run: a non-finite value would make every later weight NaN and the run look finished."""
+        raise TrainingDiverged(
+            f"training diverged at step {self.state.global_step + 1}: the {what} is {value} (learning_rate "
+            f"{self.args.learning_rate:g}); the run stopped before that step's update and wrote no final/; lower "
+            f"training.learning_rate (or check the data), then resume from the last checkpoint or start again")
 
     def train(self, *args, **kwargs):
         self.meter.read()  # the first logged window starts with training, not when the trainer was built
@@ -205,6 +234,7 @@ def training_arguments(recipe, checkpoint_dir: str | Path) -> TrainingArguments:
            f"{checkpointing}_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None},
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a non-finite loss stops the run (BloomzTrainer.diverged), never hidden
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
