@@ -4,7 +4,7 @@
 
 For each size, writes ag_news-schema rows (10 to 40 words each) to a local folder and builds a 3-template mixture
 from them (load, render, dedupe, split, shuffle, save to Arrow, datasheet), then times tokenization with
-packing into 2048-token rows as training does (``tokenization.tokenized_split``, which also writes the tokenized
+packing into 2048-token rows as training does (``tokenizing.tokenized_split``, which also writes the tokenized
 split beside the build, + ``packing.pack_dataset``), and the Trainer's set-up
 and first optimizer step on a tiny BLOOM, packed and unpacked (length-grouped sampler over the whole mixture).
 Prints each time and the ratio of the largest size to the smallest (linear in the rows: 10x). Offline.

@@ -359,7 +359,7 @@ def adapt_model(recipe: Recipe, model):
 def training_rows(recipe: Recipe, built: Path, rows, tokenizer):
     """Tokenized (and, if asked, packed) training rows, their collator, the tokenization counts and the datasheet.
 
-    The tokenized split is kept beside the build (``tokenization.tokenized_split``, keyed by tokenizer,
+    The tokenized split is kept beside the build (``tokenizing.tokenized_split``, keyed by tokenizer,
     max_length and overlong): rank 0 tokenizes, or reuses an earlier run's; the other ranks then read it. The
     same pass gives the datasheet's token counts (``datasheet_for``), so a run tokenizes once.
     """

@@ -4,7 +4,7 @@
     python -m bloomz_tune.evaluation.scoring MODEL --tasks all --limit 50 --output DIR --data-dir storycloze=FOLDER
 
 MODEL is a Hub id, a local model folder or a LoRA adapter folder. The tasks, their datasets, splits, languages
-and prompts are in eval_tasks.py; results.json / results.md / accuracy.png are written by eval_report.py.
+and prompts are in tasks/; results.json / results.md / accuracy.png are written by report.py.
 
 Every answer choice is scored by the SUM of its token log-probabilities given the prompt (the prompt tokenized
 without special tokens, the choice with a leading space), and the highest-scoring choice is the prediction.

@@ -5,7 +5,7 @@
 
 ``push`` (alias ``share``) uploads, in one commit through huggingface_hub, the adapter (or with ``--merged``
 the LoRA merged into the base model), as safetensors, the tokenizer, the resolved recipe, the mixture
-datasheet and the model card (model_card.py). It first checks that final/ is whole (weights readable,
+datasheet and the model card (card.py). It first checks that final/ is whole (weights readable,
 tokenizer loads, weights in safetensors: pickled files such as training_args.bin are never uploaded), then the
 repo id and the token, and writes nothing into the run directory: a failed push leaves it byte-identical. The
 token comes from ``HF_TOKEN`` or ``hf auth login`` and is never written anywhere.

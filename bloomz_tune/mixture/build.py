@@ -8,7 +8,7 @@ save. Rows live in memory-mapped Arrow files throughout; only numeric index arra
 
 Each step is a function that takes and returns named objects: a ``LoadedSource`` per source, a ``Part`` per
 (source, split, template) rendering, a ``Selection`` of row indices, and the ``BuildResult`` that the datasheet
-is written from. A change here that changes the rows a spec builds bumps ``mixture_spec.BUILD_FORMAT_VERSION``.
+is written from. A change here that changes the rows a spec builds bumps ``spec.BUILD_FORMAT_VERSION``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ spec's fingerprint, reuses it. From Python::
     built = build_mixture("data_mixtures/demo.yaml", cache="runs/mixtures")   # builds or reuses
     dsd = load_built_mixture(built)        # DatasetDict: train / validation
 
-The spec (``mixture_spec.py``), the build steps (``mixture_build.py``), the datasheet and token counts
+The spec (``spec.py``), the build steps (``build.py``), the datasheet and token counts
 (``datasheet.py``) and the chart (``charts.py``) each have their module; this one holds the entry points.
 
 Where this differs from BLOOMZ, and why: BLOOMZ split 95/5 after rendering (docs/bloomz.md §1.4), so the same

@@ -3,7 +3,7 @@
     bloomz-tune mixture contamination runs/mixtures/demo --tasks xnli,xcopa [--languages en,zh] \\
         [--data-dir xnli=XNLI-1.0 ...] [--split test] [--ngram 13] [--num-proc 2]
 
-For each evaluation dataset and language (``eval_tasks.TASKS``) the report gives the share of its examples whose
+For each evaluation dataset and language (``table.TASKS``) the report gives the share of its examples whose
 own text shares an n-gram with a training row of the build (inputs and targets of the train split), and the
 training sources (the ``source`` column) of those rows, with counts. It is written into the build's datasheet
 (``datasheet.json`` key ``contamination``, a section of ``datasheet.md``, so ``mixture show`` prints it) and
@@ -248,7 +248,7 @@ class EvalSet:
 
 
 def load_eval_sets(tasks, languages=None, data_dirs: dict | None = None, split: str | None = None) -> list[EvalSet]:
-    """The texts of each (task, language): from ``data_dirs[task]`` in a layout ``eval_data`` knows, else the
+    """The texts of each (task, language): from ``data_dirs[task]`` in a layout ``releases`` knows, else the
     Hub; ``split`` replaces each task's evaluated split (default: the one ``TASKS`` names)."""
 
     plan = resolve_tasks(tasks, languages)

@@ -33,7 +33,7 @@ from bloomz_tune.mixture.templates import (
 from bloomz_tune.schema import bounded, internal
 from bloomz_tune.tasks.table import held_out_in_name, held_out_task
 
-# Bump when a change to the build (mixture_build.py) changes the rows a spec builds: it is part of the fingerprint.
+# Bump when a change to the build (build.py) changes the rows a spec builds: it is part of the fingerprint.
 BUILD_FORMAT_VERSION = "4"  # 4: promptsource's answer_choices None when absent, code sources keep the newline
 MAX_EXAMPLES_PER_DATASET_PROMPT = 100_000  # xmtf's cap per (dataset, prompt), docs/bloomz.md §1.2
 

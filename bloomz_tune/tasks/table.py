@@ -7,7 +7,7 @@ XStoryCloze, StoryCloze, SuperGLUE and WinoGrande, ANLI dev_r1..dev_r3, XWinogra
 of each task are the ones the paper averages over (so the mean of medians is comparable to the published one).
 
 A dataset reference is a Hub id (read through ``datasets.load_dataset(path, config, split=...)``) or a local
-folder holding the authors' release files or a snapshot of the Hub repository (``eval_data`` lists the layouts
+folder holding the authors' release files or a snapshot of the Hub repository (``releases`` lists the layouts
 and detects them). StoryCloze is not freely downloadable: it needs a local folder (``--data-dir
 storycloze=DIR``) holding the 2016 validation CSV from the StoryCloze website or the same rows as parquet/JSON.
 
@@ -285,7 +285,7 @@ PUBLISHED_MEAN = {
 # ---- loading ---------------------------------------------------------------------------------------------------
 def load_task_rows(task: str, language: str, data_dir: str | None = None, limit: int | None = None,
                    revision: str | None = None) -> dict:
-    """Load one (task, language) and normalise its rows: from ``data_dir`` in any layout ``eval_data`` knows
+    """Load one (task, language) and normalise its rows: from ``data_dir`` in any layout ``releases`` knows
     (the authors' release files or a Hub snapshot), else from the Hub at ``revision`` (default: the table's).
 
     Returns {"rows": [normalised rows], "skipped": unlabelled rows dropped, "source": where it came from,

@@ -110,7 +110,7 @@ def pack_dataset(dataset, max_length: int = 2048, strategy: str = "best_fit", ro
     Packed rows have ``input_ids``, ``labels``, ``segment_ids`` (1..k) and ``length``, unpadded: the
     PackedCollator pads them. Other columns are dropped. Every sample must already fit a row
     (``data.tokenize_mixture`` with the same ``max_length`` sees to that). The columns are read once as flat
-    arrays; each chunk of rows is one numpy gather per column (``tokenization.ragged_take``).
+    arrays; each chunk of rows is one numpy gather per column (``tokenizing.ragged_take``).
     """
     import datasets
     import pyarrow as pa

@@ -213,7 +213,7 @@ def target_text(target: str) -> str:
 
 
 def fit_sample(input_ids: list[int], target_ids: list[int], max_length: int, overlong: str = "skip"):
-    """The over-long rule for one sample (``tokenization.fit_lengths`` is its column form, tested against it):
+    """The over-long rule for one sample (``tokenizing.fit_lengths`` is its column form, tested against it):
     (input ids, target ids, status) for a sample of at most
     ``max_length`` tokens. status is "ok", "truncated" (inputs lost tokens from the left; the target is never
     cut), "skipped" (too long, as BLOOMZ skipped it) or "empty" (no input, or no target token before EOS)."""
