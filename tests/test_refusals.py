@@ -333,6 +333,8 @@ CASES = [
     ("spec unknown source key", lambda t, m: spec(t, "{{ text }}", ", templat: [t]"), ["did you mean"]),
     ("spec held-out dataset", lambda t, m: spec(t, "{{ text }}", ", dataset: facebook/xnli"), ["held-out", "XNLI"]),
     ("spec unknown language", lambda t, m: spec(t, "{{ text }}", language="xx"), ["language", "'xx'"]),
+    ("spec total_examples without language_weights", lambda t, m: spec(t, "{{ text }}", total_examples=100),
+     ["total_examples", "language_weights"]),
     ("release language outside BLOOM's", lambda t, m: release_spec(t, "xp3x", "xP3x", "deu_Latn"),
      ["'deu_Latn'", "not one of BLOOM's languages", "allow_non_bloom_languages"]),
     ("release xP3all evaluation file", lambda t, m: release_spec(t, "xp3", "xP3all", "en"),

@@ -204,7 +204,7 @@ class MixtureSpec:
     """Resample train rows so that languages follow these shares (renormalised over the languages present);
     every source language needs an entry. Null: languages as they come."""
     total_examples: int | None = bounded(None, gt=0)
-    """Train rows after language sampling; null: the rows available."""
+    """Train rows after language sampling (needs ``language_weights``); null: the rows available."""
     prompt_language: Literal["en", "native"] = "en"
     """``en``: English prompts (xP3); ``native``: each template's wording for the row's language where it has
     one (xP3mt)."""
@@ -241,6 +241,9 @@ class MixtureSpec:
             out.append("name: must be a non-empty name without spaces or slashes (it names the build folder)")
         if not self.sources:
             out.append("sources: must list one or more sources")
+        if self.total_examples is not None and not self.language_weights:
+            out.append("total_examples: takes effect with language_weights (the rows are sampled to those shares); "
+                       "give language_weights or leave total_examples out")
         if self.language_weights is not None:
             if not self.language_weights:
                 out.append("language_weights: must map language codes to weights > 0 (or be left out)")
