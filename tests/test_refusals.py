@@ -59,9 +59,9 @@ def pickle_weights(folder):
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
 
 
-def make_file(path: Path, text="x"):
+def make_file(path: Path, text: str | bytes = "x"):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
     return path
 
 
@@ -135,7 +135,7 @@ def hub_source(tmp, path: str, command: str = "build"):
     return argv if command == "build" else ["mixture", "check", str(tmp / "spec.yaml"), "--online"]
 
 
-def source_files(tmp, content: str):
+def source_files(tmp, content: str | bytes):
     """A spec whose source folder holds one JSON-lines file with ``content``."""
     make_file(tmp / "rows" / "train.jsonl", content)
     argv = spec(tmp, "{{ text }}")
@@ -333,6 +333,9 @@ CASES = [
     ("spec unknown source key", lambda t, m: spec(t, "{{ text }}", ", templat: [t]"), ["did you mean"]),
     ("spec held-out dataset", lambda t, m: spec(t, "{{ text }}", ", dataset: facebook/xnli"), ["held-out", "XNLI"]),
     ("spec unknown language", lambda t, m: spec(t, "{{ text }}", language="xx"), ["language", "'xx'"]),
+    ("source file with bytes that are not UTF-8", lambda t, m: source_files(
+        t, b'{"text": "good", "label": 1}\n{"text": "bad \xff\xfe", "label": 0}\n'),
+     ["not valid UTF-8", "re-encode"]),
     ("spec total_examples without language_weights", lambda t, m: spec(t, "{{ text }}", total_examples=100),
      ["total_examples", "language_weights"]),
     ("release language outside BLOOM's", lambda t, m: release_spec(t, "xp3x", "xP3x", "deu_Latn"),

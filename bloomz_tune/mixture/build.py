@@ -235,14 +235,20 @@ def _render_part(spec: MixtureSpec, source: LoadedSource, split: LoadedSplit, te
     part = Part(part_id, src, source.index, split.name, tname, available=n, selected=len(subset))
     if not len(subset):
         return part, None
-    rows = subset.map(
-        _render_batch, batched=True, batch_size=1000, with_indices=True, remove_columns=subset.column_names,
-        features=_work_features(), num_proc=workers_for(num_proc, len(subset)),
-        fn_kwargs=dict(part=part_id, template=template, language=src.language,
-                       prompt_language=spec.prompt_language, template_vars=src.template_vars, row_index=row_index,
-                       label=src.label, split=split.name, seed=spec.seed, val_fraction=spec.validation_fraction),
-        cache_file_name=str(work / f"part{part_id}.arrow"), load_from_cache_file=False,
-        new_fingerprint=f"{fingerprint}-part{part_id}", desc=f"render {src.label} [{split.name}] {tname}")
+    try:
+        rows = subset.map(
+            _render_batch, batched=True, batch_size=1000, with_indices=True, remove_columns=subset.column_names,
+            features=_work_features(), num_proc=workers_for(num_proc, len(subset)),
+            fn_kwargs=dict(part=part_id, template=template, language=src.language,
+                           prompt_language=spec.prompt_language, template_vars=src.template_vars,
+                           row_index=row_index, label=src.label, split=split.name, seed=spec.seed,
+                           val_fraction=spec.validation_fraction),
+            cache_file_name=str(work / f"part{part_id}.arrow"), load_from_cache_file=False,
+            new_fingerprint=f"{fingerprint}-part{part_id}", desc=f"render {src.label} [{split.name}] {tname}")
+    except UnicodeDecodeError as err:  # Arrow's JSON reader keeps invalid bytes; they fail when a row is read
+        raise BloomzTuneError(f"source {src.label!r}, split {split.name!r}: a text column is not valid UTF-8 "
+                              f"({err.reason}, byte 0x{err.object[err.start]:02x}); re-encode the source's files "
+                              "as UTF-8") from None
     part.rendered = len(rows)
     return part, (rows if len(rows) else None)
 
