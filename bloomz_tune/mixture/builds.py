@@ -18,8 +18,9 @@ spec's fingerprint, reuses it. From Python::
     built = build_mixture("data_mixtures/demo.yaml", cache="runs/mixtures")   # builds or reuses
     dsd = load_built_mixture(built)        # DatasetDict: train / validation
 
-The spec (``spec.py``), the build steps (``build.py``), the datasheet and token counts
-(``datasheet.py``) and the chart (``charts.py``) each have their module; this one holds the entry points.
+The spec (``spec.py``), the build steps (``build.py``), the datasheet (``datasheet.py``) and the chart
+(``bloomz_tune/charts.py``) each have their module; token counts for a tokenizer are the tokens stage's
+(``tokens/counts.py``); this one holds the entry points.
 
 Where this differs from BLOOMZ, and why: BLOOMZ split 95/5 after rendering (docs/bloomz.md §1.4), so the same
 example could sit in train under one prompt and in validation under another; here the split is by source

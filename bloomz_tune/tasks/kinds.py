@@ -165,8 +165,3 @@ KINDS: dict[str, TaskKind] = {k.name: k for k in [
 PROMPTS = {name: kind.prompts for name, kind in KINDS.items()}  # the same lists, by kind
 
 
-def normalize_row(kind: str, row: dict, label_map: dict | None = None) -> dict | None:
-    """``KINDS[kind].normalize(row, label_map)``."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown task kind {kind!r}")
-    return KINDS[kind].normalize(row, label_map)

@@ -1,9 +1,9 @@
 """Tokenizing a mixture split in bulk: whole columns through the fast tokenizer, numpy for the rest.
 
-``tokenize_rows`` is what ``data.tokenize_mixture`` runs. It reads ``inputs`` and ``targets`` through Arrow in
+``tokenize_rows`` is what training runs (through ``cache.tokenized_split``). It reads ``inputs`` and ``targets`` through Arrow in
 chunks of ``CHUNK_ROWS`` rows, encodes each chunk in one call of the Rust tokenizer (ids only: no attention
 masks, offsets or Python objects per token), tokenizes each distinct target once (xP3 targets repeat: class
-names, yes/no), and applies the over-long rule of ``data.fit_sample`` to the length columns at once. A chunk's
+names, yes/no), and applies the over-long rule of ``fit_sample`` to the length columns at once. A chunk's
 ``input_ids`` and ``labels`` are then one numpy gather each. ``datasets.map`` would instead call Python per
 row, build an attention mask per row, and convert every list back to Arrow: on a million rows that was most of
 the time before the first step (benchmarks/README.md, ``scale.py``).
