@@ -7,9 +7,11 @@
 Both score the same (context, continuation) requests (every prompt of every task on the bundled fixture rows)
 with the same saved random BLOOM, one after the other in one process. Printed: requests/s for lm_eval's
 ``HFLM.loglikelihood`` (its defaults: full logits, its own reuse of one-token continuations), for ours
-without prompt sharing (logits only at continuation positions) and for ours as shipped (each distinct prompt
-run once, its choices scored on its key/value cache); the ratios to lm_eval; the largest log-likelihood
-difference; whether the chosen answers are identical. Needs the ``lm_eval`` extra.
+without prompt sharing (logits only at continuation positions), for ours with shared prompts (each distinct prompt
+run once, its choices scored on its key/value cache) and for ours as shipped on BLOOM (each prompt with its
+choices as branches of one packed segment, many prompts to a row, evaluation/packed.py); the ratios to
+lm_eval; the largest log-likelihood difference; whether the chosen answers are identical. Needs the ``lm_eval``
+extra.
 
 Generation (``--generation N``, on by default, as ``evaluate_model`` runs it after the scores): N distinct prompts
 answered greedily by ``generate_samples`` (one prompt at a time, ``--max-new-tokens``), on transformers' BLOOM
@@ -93,7 +95,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=8, help="requests per forward, for both")
+    parser.add_argument("--batch-size", type=int, default=8, help="requests per forward for lm_eval and ours unpacked; distinct prompts (shared) or rows of 512 tokens (packed) for ours")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; the best is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -132,9 +134,9 @@ def main() -> None:
                      for i, (c, x) in enumerate(requests)]
         return [lp for lp, _ in lm.loglikelihood(instances, disable_tqdm=True)]
 
-    def run_ours(share):
+    def run_ours(share, pack=False):
         return lambda: loglikelihoods(model, tokenizer, requests, batch_size=args.batch_size, progress=False,
-                                      share_prompts=share)
+                                      share_prompts=share, pack=pack)
 
     stock = copy.deepcopy(model)  # transformers' BLOOM as loaded, before our scorer adds its keywords
     loglikelihoods(model, tokenizer, requests[:8], progress=False)  # warm-up, both
@@ -153,12 +155,14 @@ def compare_scoring(examples, requests, args, model, run_lm_eval, run_ours):
     t_ref, ref = timed(run_lm_eval, args.repeats)
     t_plain, plain = timed(run_ours(False), args.repeats)
     t_shared, shared = timed(run_ours(True), args.repeats)
+    t_packed, packed = timed(run_ours(True, pack=True), args.repeats)
     ref_choices = choices_from(ref, examples)
     print(f"{'scorer':<36}{'seconds':>9}{'requests/s':>12}{'vs lm_eval':>12}{'max |dlogp|':>13}{'same choices':>14}")
     rows = {}
     for name, seconds, scores in [("lm_eval HFLM.loglikelihood", t_ref, ref),
                                   ("bloomz_tune, no prompt sharing", t_plain, plain),
-                                  ("bloomz_tune (shared prompts)", t_shared, shared)]:
+                                  ("bloomz_tune (shared prompts)", t_shared, shared),
+                                  ("bloomz_tune (packed, default)", t_packed, packed)]:
         diff = max(abs(a - b) for a, b in zip(scores, ref))
         same = choices_from(scores, examples) == ref_choices
         print(f"{name:<36}{seconds:>9.2f}{len(requests) / seconds:>12.1f}{t_ref / seconds:>11.2f}x"

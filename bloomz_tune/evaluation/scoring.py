@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from bloomz_tune.errors import BloomzTuneError
+from bloomz_tune.evaluation.packed import can_pack, pick_logprobs, score_packed, wrapped
 from bloomz_tune.evaluation.parallel import gather_scores, my_share, scoring_plan
 from bloomz_tune.evaluation.progress import ScoringProgress
 from bloomz_tune.evaluation.report import aggregate, write_results
@@ -51,13 +52,16 @@ def encode_requests(tokenizer, requests: list[tuple[str, str]], max_length: int 
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
                    max_length: int = 2048, progress: bool = True, share_prompts: bool = True,
-                   desc: str = "scoring") -> list[float]:
+                   desc: str = "scoring", pack: bool = True) -> list[float]:
     """Sum of log p(continuation tokens | context) for each (context, continuation) request.
 
-    With ``share_prompts`` (the default), requests whose contexts are the same token ids are scored together:
-    the context runs once and its key/value cache is reused for every continuation (``_score_shared``);
-    ``batch_size`` then counts distinct contexts per forward. Without it every request is one full row
-    (``_score_plain``) and ``batch_size`` counts requests. Both give the same numbers up to float rounding.
+    With ``share_prompts`` (the default), requests whose contexts are the same token ids are scored together,
+    the context run once. On a BLOOM on one device, with ``pack`` (the default), each context and its
+    continuations are one packed segment, many to a row, the continuations as branches that see the context
+    and not each other (``packed.py``; ``batch_size`` counts rows of ``packed.PACK_WIDTH`` tokens per forward).
+    Otherwise the context's key/value cache is reused for every continuation (``_score_shared``; ``batch_size``
+    counts distinct contexts per forward). Without ``share_prompts`` every request is one full row
+    (``_score_plain``) and ``batch_size`` counts requests. All give the same numbers up to float rounding.
 
     Under a launcher the distinct contexts are split over the processes and the scores gathered, so every
     process returns them all (``parallel.py``).
@@ -78,8 +82,12 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
         contexts = sorted(groups, key=len, reverse=True)
         mine = [i for ctx in my_share(contexts, rank, world) for i in groups[ctx]]
     bar = ScoringProgress(len(mine), desc, enabled=progress, shared=world > 1)
-    score = _score_shared if share_prompts and _can_share(model) else _score_plain
-    scores = score(model, [encoded[i] for i in mine], batch_size, pad, bar)
+    mine_encoded = [encoded[i] for i in mine]
+    if share_prompts and pack and can_pack(model):
+        scores = score_packed(model, mine_encoded, batch_size, pad, bar, input_device(model))
+    else:
+        score = _score_shared if share_prompts and _can_share(model) else _score_plain
+        scores = score(model, mine_encoded, batch_size, pad, bar)
     bar.close()
     gathered = gather_scores(dict(zip(mine, scores)), world)
     return [gathered[i] for i in range(len(encoded))]
@@ -101,25 +109,7 @@ def _can_share(model) -> bool:
     scoring falls back to one row per request there.
     """
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if hasattr(lm, "module") or hasattr(lm, "_orig_mod"):
-        return False
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # older torch
-        FSDPModule = ()
-    if FSDPModule and any(isinstance(m, FSDPModule) for m in lm.modules()):
-        return False
-    return hasattr(lm, "base_model_prefix") and lm.get_output_embeddings() is not None
-
-
-def _pick_logprobs(logits, targets, owner, n_rows, device):
-    """Sum log-softmax(logits)[i, targets[i]] into rows ``owner[i]`` (float64), on the logits' device."""
-    device = logits.device
-    logprobs = F.log_softmax(logits.float(), dim=-1)
-    picked = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
-    sums = torch.zeros(n_rows, dtype=torch.float64, device=device)
-    sums.index_add_(0, torch.tensor(owner, device=device), picked.double())
-    return sums.tolist()
+    return not wrapped(model) and hasattr(lm, "base_model_prefix") and lm.get_output_embeddings() is not None
 
 
 def _score_plain(model, encoded, batch_size, pad, bar) -> list[float]:
@@ -144,7 +134,7 @@ def _score_plain(model, encoded, batch_size, pad, bar) -> list[float]:
                 owner.append(b)
         logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                        logit_positions=torch.tensor(positions, device=device)).logits
-        for i, s in zip(chunk, _pick_logprobs(logits, targets, owner, len(rows), device)):
+        for i, s in zip(chunk, pick_logprobs(logits, targets, owner, len(rows), device)):
             scores[i] = s
         bar.update(len(chunk))
     return scores
@@ -180,8 +170,10 @@ def _score_shared(model, encoded, batch_size, pad, bar) -> list[float]:
         out = backbone(input_ids=ctx_ids.to(device), attention_mask=ctx_mask, use_cache=True)
         members = [(g, i) for g, ctx in enumerate(batch) for i in groups[ctx]]
         logprobs = F.log_softmax(head(out[0][:, -1]).float(), dim=-1)  # first continuation tokens
-        for g, i in members:
-            scores[i] = float(logprobs[g, encoded[i][1][0]].double())
+        firsts = logprobs[torch.tensor([g for g, _ in members], device=logprobs.device),
+                          torch.tensor([encoded[i][1][0] for _, i in members], device=logprobs.device)]
+        for (_, i), s in zip(members, firsts.double().tolist()):  # one device-to-host copy, not one per request
+            scores[i] = s
         longer = sorted(((g, i) for g, i in members if len(encoded[i][1]) > 1), key=lambda m: -len(encoded[m[1]][1]))
         step = CHOICE_ROWS * batch_size
         for k in range(0, len(longer), step):
@@ -226,7 +218,7 @@ def _score_on_cache(backbone, head, cache, ctx_mask, chunk, encoded, pad, device
     hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask, use_cache=True,
                       **{cache_keyword(backbone.forward): cache})[0]
     pos = torch.tensor(positions, device=device)
-    return _pick_logprobs(head(hidden[pos[:, 0], pos[:, 1]]), targets, owner, len(chunk), device)
+    return pick_logprobs(head(hidden[pos[:, 0], pos[:, 1]]), targets, owner, len(chunk), device)
 
 
 def rank_classify(model, tokenizer, examples: list[dict], batch_size: int = 16, max_length: int = 2048,

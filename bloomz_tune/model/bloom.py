@@ -7,10 +7,10 @@ The patched forwards (``attention`` other than "stock"):
     BloomForCausalLM.forward(input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, labels=None,
         use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, logits_to_keep=0,
         logit_positions=None, segment_ids=None, target_ids=None, loss_chunk_size=None, past_key_values=None,
-        **kwargs)
+        branch_ids=None, **kwargs)
     BloomModel.forward(input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, use_cache=None,
         output_attentions=None, output_hidden_states=None, return_dict=None, segment_ids=None,
-        past_key_values=None, **kwargs)
+        past_key_values=None, branch_ids=None, **kwargs)
 ``causal_lm(model)`` is the transformers causal LM inside any peft / DDP / compile wrappers.
 
 Attention. BLOOM in transformers 5.x runs eager attention only: every layer materialises
@@ -54,7 +54,8 @@ backbone, gathers those N hidden states and applies the head to them alone, retu
 through the head in chunks of ``loss_chunk_size`` positions when N is larger: each chunk's (chunk, vocab) logits
 and their fp32 softmax are recomputed in backward rather than kept, so a micro-batch with long targets keeps
 (N, hidden) for the head, not (N, 250,880) twice over. The same forward takes ``segment_ids`` (packed rows, see
-packing.py) and hands them to the backbone.
+packing.py) and hands them to the backbone, with ``branch_ids`` when the segments are prompts with their answer
+choices as branches (rank scoring, evaluation/packed.py; the mask is in alibi.py).
 Both are keywords of the model's own ``forward``, so they pass through peft, DDP, FSDP and DeepSpeed wrappers as
 ``input_ids`` does; without either keyword the stock forward runs, handed the arguments given and any other
 keyword (``position_ids``, ...). ``enable_selected_logits(model)`` adds the keywords alone and leaves attention as
@@ -160,7 +161,7 @@ def _cache_argument(cache, past_key_values):
 
 def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, use_cache=None,
                       output_attentions=None, output_hidden_states=None, return_dict=None, segment_ids=None,
-                      past_key_values=None, **kwargs):
+                      past_key_values=None, branch_ids=None, **kwargs):
     """BloomModel.forward with the stock arguments and defaults, plus ``segment_ids``: one PackedMask for all layers.
 
     ``use_cache``, ``output_attentions``, ``output_hidden_states`` and ``return_dict`` default to the config's, as
@@ -173,6 +174,8 @@ def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inp
 
     patch, config = self._bloomz_patch, self.config
     segment_ids = packed_segment_ids(segment_ids, attention_mask, kwargs)  # TRL's packed position_ids
+    if branch_ids is not None and segment_ids is None:
+        raise BloomzTuneError("branch_ids need segment_ids: branches are parts of packed segments")
     cache = _cache_argument(cache, past_key_values)
     packed = segment_ids is not None
     if packed and (use_cache or cache is not None):
@@ -202,7 +205,7 @@ def _backbone_forward(self, input_ids=None, cache=None, attention_mask=None, inp
     past = cache.get_seq_length() if cache is not None else 0
     attention = patch.attention if cache is None else "sdpa"  # flex's block mask is built for a whole row
     mask = build_packed_mask(attention, attention_mask, segment_ids, (batch, length), self.num_heads,
-                             hidden_states.dtype, hidden_states.device, past)
+                             hidden_states.dtype, hidden_states.device, past, branch_ids)
     all_hidden = () if output_hidden_states else None
     for block in self.h:
         if output_hidden_states:
@@ -247,14 +250,16 @@ def _keep_positions(hidden: torch.Tensor, logits_to_keep) -> torch.Tensor:
 def _lm_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_embeds=None, labels=None,
                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 logits_to_keep=0, logit_positions=None, segment_ids=None, target_ids=None, loss_chunk_size=None,
-                past_key_values=None, **kwargs):
-    """BloomForCausalLM.forward's arguments, plus ``logit_positions``, ``segment_ids``, ``target_ids`` and
-    ``loss_chunk_size`` (see the module docstring). Without the first two, the stock forward runs, handed exactly
+                past_key_values=None, branch_ids=None, **kwargs):
+    """BloomForCausalLM.forward's arguments, plus ``logit_positions``, ``segment_ids``, ``target_ids``,
+    ``loss_chunk_size`` and ``branch_ids`` (see the module docstring). Without the first two, the stock forward runs, handed exactly
     the arguments given (it calls the patched backbone); other keywords (``position_ids``, ...) go on with them.
     With them, no cache is returned unless ``use_cache=True`` (and packed rows refuse that)."""
     patch = _patch_of(self)
     segment_ids = packed_segment_ids(segment_ids, attention_mask, kwargs)  # TRL's packed position_ids
     cache = _cache_argument(cache, past_key_values)
+    if branch_ids is not None and segment_ids is None:
+        raise BloomzTuneError("branch_ids need segment_ids: branches are parts of packed segments")
     if logit_positions is None and segment_ids is None:
         keep = None if isinstance(logits_to_keep, int) and logits_to_keep == 0 else logits_to_keep
         return patch.lm_forward(**_given(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
@@ -274,7 +279,8 @@ def _lm_forward(self, input_ids=None, cache=None, attention_mask=None, inputs_em
     backbone = getattr(self, self.base_model_prefix)
     out = backbone(**_given(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                            segment_ids=segment_ids, **{cache_keyword(backbone.forward): cache}),
+                            segment_ids=segment_ids, branch_ids=branch_ids,
+                            **{cache_keyword(backbone.forward): cache}),
                    use_cache=bool(use_cache), return_dict=True, **kwargs)
     hidden, head = out.last_hidden_state, self.get_output_embeddings()
     loss = logits = None
