@@ -95,7 +95,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=8, help="requests per forward for lm_eval and ours unpacked; distinct prompts (shared) or rows of 512 tokens (packed) for ours")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="requests per forward for lm_eval and ours without sharing; distinct prompts (shared) "
+                             "or rows of packed.PACK_WIDTH tokens (packed) per forward for ours")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; the best is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
