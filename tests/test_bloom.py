@@ -232,9 +232,9 @@ def test_rank_scoring_with_sdpa_equals_stock(tiny_model, tiny_tokenizer):
     from bloomz_tune.evaluation.scoring import loglikelihoods
 
     requests = [("The movie was great. Sentiment:", "positive"), ("Q: capital?", "Paris et Lyon")]
-    want = loglikelihoods(copy.deepcopy(tiny_model), tiny_tokenizer, requests, progress=False)
+    want = loglikelihoods(copy.deepcopy(tiny_model), tiny_tokenizer, requests, progress=False, pack=False)
     patch_bloom(tiny_model, "sdpa")
-    got = loglikelihoods(tiny_model, tiny_tokenizer, requests, progress=False)
+    got = loglikelihoods(tiny_model, tiny_tokenizer, requests, progress=False, pack=False)
     assert max(abs(a - b) for a, b in zip(got, want)) < 1e-4
 
 

@@ -99,7 +99,7 @@ def test_patched_forwards_accept_every_stock_argument(head):
     assert "segment_ids" in inspect.signature(backbone.forward).parameters
     if head == "BloomForCausalLM":
         assert patched._supports_logits_to_keep() and stock._supports_logits_to_keep()
-        assert {"logit_positions", "segment_ids"} <= set(inspect.signature(patched.forward).parameters)
+        assert {"logit_positions", "segment_ids", "branch_ids"} <= set(inspect.signature(patched.forward).parameters)
 
 
 # ---- each argument, patched == stock -----------------------------------------------------------------------------

@@ -103,13 +103,18 @@ def input_device(model) -> torch.device:
 
 
 def _can_share(model) -> bool:
-    """Shared-prompt scoring calls the backbone and head directly: only for a plain (or peft) causal LM.
+    """Shared-prompt scoring calls the backbone and head directly, on left-padded contexts: only for a plain (or
+    peft) BLOOM.
 
     Under DDP, FSDP, DeepSpeed or torch.compile wrappers the call must go through the wrapper's forward, so
-    scoring falls back to one row per request there.
+    scoring falls back to one row per request there. BLOOM builds its ALiBi positions from the attention mask,
+    so left padding leaves them as they are alone; a model with position embeddings (GPT-2, Llama, ...) takes
+    its positions from the column unless it is given position ids, so its left-padded prompts would be scored
+    at shifted positions: it gets one right-padded row per request, as lm_eval scores it.
     """
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return not wrapped(model) and hasattr(lm, "base_model_prefix") and lm.get_output_embeddings() is not None
+    from transformers.models.bloom.modeling_bloom import BloomForCausalLM
+
+    return not wrapped(model) and isinstance(causal_lm(model), BloomForCausalLM)
 
 
 def _score_plain(model, encoded, batch_size, pad, bar) -> list[float]:
