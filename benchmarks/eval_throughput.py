@@ -153,24 +153,42 @@ def main() -> None:
         compare_generation(stock, model, tokenizer, prompts, args)
 
 
+def counted(model, fn):
+    """``fn`` wrapped to also return how many times the BLOOM body ran and the tokens it was handed (padding
+    included): every scorer calls it, whether through the causal LM's forward or directly. On a GPU a small model's
+    forward is bound by per-call overheads, so the forwards matter as much as the tokens."""
+    body = model.transformer
+
+    def run():
+        calls = []
+        hook = body.register_forward_pre_hook(
+            lambda module, args, kwargs: calls.append(kwargs.get("input_ids", args[0] if args else None)),
+            with_kwargs=True)
+        try:
+            out = fn()
+        finally:
+            hook.remove()
+        return out, len(calls), sum(int(ids.numel()) for ids in calls if ids is not None)
+
+    return run
+
+
 def compare_scoring(examples, requests, args, model, run_lm_eval, run_ours):
-    t_ref, ref = timed(run_lm_eval, args.repeats)
-    t_plain, plain = timed(run_ours(False), args.repeats)
-    t_shared, shared = timed(run_ours(True), args.repeats)
-    t_packed, packed = timed(run_ours(True, pack=True), args.repeats)
+    runs = [("lm_eval HFLM.loglikelihood", run_lm_eval), ("bloomz_tune, no prompt sharing", run_ours(False)),
+            ("bloomz_tune (shared prompts)", run_ours(True)), ("bloomz_tune (packed, default)", run_ours(True, True))]
+    timings = [(name, *timed(counted(model, fn), args.repeats)) for name, fn in runs]
+    t_ref, (ref, _, _) = timings[0][1], timings[0][2]
     ref_choices = choices_from(ref, examples)
-    print(f"{'scorer':<36}{'seconds':>9}{'requests/s':>12}{'vs lm_eval':>12}{'max |dlogp|':>13}{'same choices':>14}")
+    print(f"{'scorer':<36}{'seconds':>9}{'requests/s':>12}{'vs lm_eval':>12}{'forwards':>10}{'token slots':>13}"
+          f"{'max |dlogp|':>13}{'same choices':>14}")
     rows = {}
-    for name, seconds, scores in [("lm_eval HFLM.loglikelihood", t_ref, ref),
-                                  ("bloomz_tune, no prompt sharing", t_plain, plain),
-                                  ("bloomz_tune (shared prompts)", t_shared, shared),
-                                  ("bloomz_tune (packed, default)", t_packed, packed)]:
+    for name, seconds, (scores, forwards, slots) in timings:
         diff = max(abs(a - b) for a, b in zip(scores, ref))
         same = choices_from(scores, examples) == ref_choices
-        print(f"{name:<36}{seconds:>9.2f}{len(requests) / seconds:>12.1f}{t_ref / seconds:>11.2f}x"
-              f"{diff:>13.1e}{str(same):>14}")
+        print(f"{name:<36}{seconds:>9.2f}{len(requests) / seconds:>12.1f}{t_ref / seconds:>11.2f}x{forwards:>10}"
+              f"{slots:>13,}{diff:>13.1e}{str(same):>14}")
         rows[name] = {"seconds": seconds, "requests_per_s": len(requests) / seconds, "vs_lm_eval": t_ref / seconds,
-                      "max_abs_dlogp": diff, "same_choices": same}
+                      "forwards": forwards, "token_slots": slots, "max_abs_dlogp": diff, "same_choices": same}
     if args.json:
         Path(args.json).write_text(json.dumps({
             "args": vars(args), "requests": len(requests), "examples": len(examples),

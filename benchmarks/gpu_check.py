@@ -515,23 +515,26 @@ def estimate_cell(est: dict) -> str:
 def eval_section(jobs) -> list[str]:
     lines = ["## Evaluation throughput", "",
              "benchmarks/eval_throughput.py: the same requests (every prompt of every task on the bundled fixture "
-             "rows), the same random BLOOM in fp32, batch 8; lm_eval's HFLM.loglikelihood against ours.", "",
+             "rows), the same random BLOOM in fp32, batch 8; lm_eval's HFLM.loglikelihood against ours (packed: "
+             "8 rows of packed.PACK_WIDTH tokens a forward, the default on BLOOM).", "",
              "| shape | status | requests | lm_eval req/s | ours, one row per request | ours, shared prompts | "
-             "max abs dlogp | same choices |", "|---|---|---|---|---|---|---|---|"]
+             "ours, packed | max abs dlogp | same choices |", "|---|---|---|---|---|---|---|---|---|"]
     for job in (j for j in jobs if j["kind"] == "eval"):
         r = job.get("result") or {}
         sc = r.get("scorers", {})
         ref = sc.get("lm_eval HFLM.loglikelihood", {})
         plain = sc.get("bloomz_tune, no prompt sharing", {})
         shared = sc.get("bloomz_tune (shared prompts)", {})
+        packed = sc.get("bloomz_tune (packed, default)", {})
 
         def rate(row):
             return f"{row['requests_per_s']:,.1f} ({row['vs_lm_eval']:.2f}x)" if row else "-"
 
-        worst = max((row["max_abs_dlogp"] for row in (plain, shared) if row), default=None)
-        same = all(row["same_choices"] for row in (plain, shared)) if plain and shared else None
+        ours = [row for row in (plain, shared, packed) if row]
+        worst = max((row["max_abs_dlogp"] for row in ours), default=None)
+        same = all(row["same_choices"] for row in ours) if ours else None
         lines.append(f"| {job['settings']['shape']} | {job['status']} | {r.get('requests', '-')} | "
-                     f"{num(ref.get('requests_per_s'), ',.1f')} | {rate(plain)} | {rate(shared)} | "
+                     f"{num(ref.get('requests_per_s'), ',.1f')} | {rate(plain)} | {rate(shared)} | {rate(packed)} | "
                      f"{num(worst, '.1e')} | {'-' if same is None else ('yes' if same else 'no')} |")
     return lines + [""]
 

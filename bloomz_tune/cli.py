@@ -147,7 +147,8 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts", type=int, default=EvalSection.prompts,
                         help="prompts per dataset (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=EvalSection.batch_size,
-                        help="distinct prompts per forward; their choices share them (default: %(default)s)")
+                        help="per forward: rows of 256 tokens on BLOOM (prompts packed with their choices), distinct "
+                             "prompts on other models (default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=EvalSection.max_length,
                         help="tokens per request (default: %(default)s)")
     parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)

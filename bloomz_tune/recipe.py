@@ -224,7 +224,8 @@ class EvalSection:
     prompts: int = bounded(5, gt=0)
     """Prompts per dataset (BLOOMZ: 5); the report gives the median and max over them."""
     batch_size: int = bounded(16, gt=0)
-    """Distinct prompts per forward pass when scoring."""
+    """Per forward pass when scoring: rows of 256 tokens on BLOOM (prompts packed with their choices), distinct
+    prompts on other models."""
     max_length: int = bounded(2048, gt=1)
     """Tokens per scored request (prompt and choice); longer prompts lose tokens from the left."""
     length_normalize: bool = False

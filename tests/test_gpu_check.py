@@ -49,7 +49,7 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
             estimate = jobs[name]["estimate"]
             assert estimate["status"] == "ok" and _real(estimate["memory_gib"]), estimate
     evaluation = jobs["eval-560m"]["result"]
-    assert evaluation["requests"] > 0 and len(evaluation["scorers"]) == 3
+    assert evaluation["requests"] > 0 and len(evaluation["scorers"]) == 4
     for row in evaluation["scorers"].values():
         assert _real(row["requests_per_s"]) and row["same_choices"]
 
