@@ -1,6 +1,7 @@
 """Checks that need CUDA, skipped elsewhere: packed rows equal their samples run alone in bf16 (sdpa and flex,
-bf16 weights and fp32 weights under bf16 autocast), and under CUDA's bf16 autocast the attention bias is built
-once per forward. benchmarks/gpu_check.py runs them on the GPU machine, together with tests/test_bloom.py's
+bf16 weights and fp32 weights under bf16 autocast), under CUDA's bf16 autocast the attention bias is built
+once per forward, and packed rank scoring agrees with the other scorers (fp32, bf16, a branched row through
+flex). benchmarks/gpu_check.py runs them on the GPU machine, together with tests/test_bloom.py's
 CUDA case (flex attention's backward under gradient checkpointing). Every test name holds "cuda", so
 ``pytest -k cuda`` selects them all."""
 
@@ -126,3 +127,40 @@ def test_bf16_autocast_keeps_one_attention_bias_per_forward_on_cuda(tiny_model, 
     batch = {k: v.to("cuda") for k, v in _packed_batch(tiny_tokenizer).items()}
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert len(_attention_sized_saved(model, batch)) == 1
+
+
+def check_packed_scoring(model, tokenizer, device, flex: bool):
+    """Rank scoring on ``device``: packed (the default) equals the prompt's key/value cache and one row per
+    request in fp32; in bf16 it stays within bf16's error of fp32 and no further from it than the cache path in
+    bf16; with ``flex``, a branched row through flex attention gives sdpa's logits."""
+    from test_eval_packed import MIXED
+
+    from bloomz_tune.evaluation import packed
+    from bloomz_tune.evaluation.scoring import encode_requests, loglikelihoods
+
+    model = model.to(device).eval()
+    fp32 = {way: loglikelihoods(model, tokenizer, MIXED, batch_size=2, progress=False, **kwargs)
+            for way, kwargs in (("packed", {}), ("cache", {"pack": False}), ("rows", {"share_prompts": False}))}
+    for way in ("cache", "rows"):
+        assert max(abs(a - b) for a, b in zip(fp32["packed"], fp32[way])) < 1e-3, way
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    bf16 = {way: loglikelihoods(half, tokenizer, MIXED, batch_size=2, progress=False, pack=way == "packed")
+            for way in ("packed", "cache")}
+    scale = max(abs(x) for x in fp32["packed"])
+    errors = {way: max(abs(a - b) for a, b in zip(bf16[way], fp32["packed"])) / scale for way in bf16}
+    assert errors["packed"] <= max(2 * errors["cache"], 2e-2), errors
+    if flex:
+        model.config.attention_dropout = 0.0
+        sdpa = patch_bloom(copy.deepcopy(model), "sdpa")
+        patch_bloom(model, "flex")
+        encoded = encode_requests(tokenizer, MIXED[:9])
+        batch = packed._layout(encoded, packed.group_requests(encoded), [[0, 1], [2]], 128, tokenizer.pad_token_id)
+        inputs = {k: batch[k].to(device) for k in ("input_ids", "segment_ids", "branch_ids")}
+        positions = batch["positions"].to(device)
+        with torch.no_grad():
+            torch.testing.assert_close(model(**inputs, logit_positions=positions).logits,
+                                       sdpa(**inputs, logit_positions=positions).logits, atol=1e-3, rtol=0)
+
+
+def test_packed_scoring_on_cuda(tiny_model, tiny_tokenizer):
+    check_packed_scoring(tiny_model, tiny_tokenizer, "cuda", flex=True)
