@@ -240,7 +240,9 @@ def test_rank_scoring_with_sdpa_equals_stock(tiny_model, tiny_tokenizer):
 
 def test_flex_equals_sdpa_on_packed_rows(tiny_model, tiny_tokenizer):
     """FlexAttention (ALiBi score_mod + document block mask) gives sdpa's logits; forward only, as torch has no
-    flex backward on CPU (training with flex is for the GPU). Compiles flex on first use: the slowest test here."""
+    flex backward on CPU (training with flex is for the GPU). Compiles flex on first use: the slowest test here.
+    Compiled afresh: torch's CPU code generation for flex fails when a second shape makes it recompile."""
+    torch._dynamo.reset()
     sdpa = copy.deepcopy(tiny_model)
     patch_bloom(sdpa, "sdpa")
     patch_bloom(tiny_model, "flex")
