@@ -44,6 +44,7 @@ def test_cli_writes_results_that_match_direct_scoring(tiny_model_dir, tiny_model
             accuracies.append(want["accuracy"])
         assert entry["median"] == pytest.approx(sum(accuracies) / 2) and entry["max"] == max(accuracies)
     assert results["datasets"]["xnli/en"]["split"] == "validation"
+    assert results["settings"]["scoring"] == "packed"  # the CLI's scores above equal one row per request's
     [scored] = results["datasets"]["xnli/zh"]["files"]  # the file scored: path in the data folder, size, hash, rows
     path = FIXTURES / "xnli" / scored["path"]
     assert scored["path"] == "zh/validation-00000-of-00001.parquet" and scored["rows"] == 3

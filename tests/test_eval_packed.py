@@ -152,6 +152,18 @@ def test_a_model_with_position_embeddings_is_scored_at_its_positions(tiny_tokeni
     assert max(abs(a - b) for a, b in zip(got, hand)) < 1e-4
 
 
+def test_the_scorer_is_named_as_it_runs(tiny_model, tiny_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bloomz_tune.evaluation.scoring import scoring_method
+
+    assert scoring_method(tiny_model) == "packed"
+    assert scoring_method(tiny_model, pack=False) == "cache"
+    assert scoring_method(tiny_model, share_prompts=False) == "rows"
+    assert scoring_method(_Wrapper(tiny_model)) == "rows"  # stock attention behind a wrapper's forward
+    assert scoring_method(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64))) == "rows"
+
+
 def test_branch_ids_need_segment_ids(tiny_model):
     patch_bloom(tiny_model, "sdpa")
     ids = torch.tensor([[5, 6, 7, 8]])

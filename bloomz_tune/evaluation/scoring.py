@@ -83,14 +83,24 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
         mine = [i for ctx in my_share(contexts, rank, world) for i in groups[ctx]]
     bar = ScoringProgress(len(mine), desc, enabled=progress, shared=world > 1)
     mine_encoded = [encoded[i] for i in mine]
-    if share_prompts and pack and can_pack(model):
+    method = scoring_method(model, share_prompts, pack)
+    if method == "packed":
         scores = score_packed(model, mine_encoded, batch_size, pad, bar, input_device(model))
     else:
-        score = _score_shared if share_prompts and _can_share(model) else _score_plain
+        score = _score_shared if method == "cache" else _score_plain
         scores = score(model, mine_encoded, batch_size, pad, bar)
     bar.close()
     gathered = gather_scores(dict(zip(mine, scores)), world)
     return [gathered[i] for i in range(len(encoded))]
+
+
+def scoring_method(model, share_prompts: bool = True, pack: bool = True) -> str:
+    """The scorer ``loglikelihoods`` runs on ``model`` (unwrapped of DDP, as ``scoring_plan`` gives it): "packed"
+    (prompts with their choices as branches, ``packed.py``), "cache" (choices on the prompt's key/value cache) or
+    "rows" (one row per request)."""
+    if share_prompts and pack and can_pack(model):
+        return "packed"
+    return "cache" if share_prompts and _can_share(model) else "rows"
 
 
 def input_device(model) -> torch.device:
@@ -371,7 +381,7 @@ def evaluate_model(model, tokenizer, tasks=None, languages=None, limit: int | No
         "processes": scoring_plan(model)[2],  # how many processes shared the scoring (parallel.py)
         "settings": {"tasks": {t: list(langs) for t, langs in per_prompt.items()}, "limit": limit,
                      "prompts": prompts, "batch_size": batch_size, "length_normalize": length_normalize,
-                     "max_length": max_length},
+                     "max_length": max_length, "scoring": scoring_method(scoring_plan(model)[0])},
         "datasets": {f"{t}/{lang}": {k: d[k] for k in ("source", "config", "split", "skipped", "files")}
                      for (t, lang), d in loaded.items()},
         "tasks": aggregate(per_prompt),
