@@ -148,7 +148,7 @@ def eval_parser() -> argparse.ArgumentParser:
                         help="prompts per dataset (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=EvalSection.batch_size,
                         help="per forward: rows of 256 tokens on BLOOM (prompts packed with their choices), distinct "
-                             "prompts on other models (default: %(default)s)")
+                             "prompts on a BLOOM split over devices, requests on other models (default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=EvalSection.max_length,
                         help="tokens per request (default: %(default)s)")
     parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)

@@ -225,7 +225,7 @@ class EvalSection:
     """Prompts per dataset (BLOOMZ: 5); the report gives the median and max over them."""
     batch_size: int = bounded(16, gt=0)
     """Per forward pass when scoring: rows of 256 tokens on BLOOM (prompts packed with their choices), distinct
-    prompts on other models."""
+    prompts on a BLOOM split over devices, requests on other models."""
     max_length: int = bounded(2048, gt=1)
     """Tokens per scored request (prompt and choice); longer prompts lose tokens from the left."""
     length_normalize: bool = False

@@ -8,8 +8,10 @@ and prompts are in tasks/; results.json / results.md / accuracy.png are written 
 
 Every answer choice is scored by the SUM of its token log-probabilities given the prompt (the prompt tokenized
 without special tokens, the choice with a leading space), and the highest-scoring choice is the prediction.
-Logits are computed only at the positions that predict continuation tokens (see bloom.py), and a prompt
-shared by several choices runs once: its choices are scored on its key/value cache (``_score_shared``).
+Logits are computed only at the positions that predict continuation tokens (see bloom.py). On BLOOM a prompt
+shared by several choices runs once: packed with its choices as branches (packed.py), or, for a BLOOM split
+over devices, with its choices on its key/value cache (``_score_shared``). Other models get one row per request
+(``_score_plain``); ``scoring_method`` says which runs.
 
 Tokenization and lm-evaluation-harness: we tokenize the context and " " + choice apart and concatenate the
 ids, as BLOOMZ did. lm_eval's HF model encodes context + continuation as one string and splits it after the
@@ -55,13 +57,14 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
                    desc: str = "scoring", pack: bool = True) -> list[float]:
     """Sum of log p(continuation tokens | context) for each (context, continuation) request.
 
-    With ``share_prompts`` (the default), requests whose contexts are the same token ids are scored together,
-    the context run once. On a BLOOM on one device, with ``pack`` (the default), each context and its
+    With ``share_prompts`` (the default), on BLOOM, requests whose contexts are the same token ids are scored
+    together, the context run once. On a BLOOM on one device, with ``pack`` (the default), each context and its
     continuations are one packed segment, many to a row, the continuations as branches that see the context
     and not each other (``packed.py``; ``batch_size`` counts rows of ``packed.PACK_WIDTH`` tokens per forward).
     Otherwise the context's key/value cache is reused for every continuation (``_score_shared``; ``batch_size``
-    counts distinct contexts per forward). Without ``share_prompts`` every request is one full row
-    (``_score_plain``) and ``batch_size`` counts requests. All give the same numbers up to float rounding.
+    counts distinct contexts per forward). Without ``share_prompts``, and on other models, every request is one
+    full row (``_score_plain``) and ``batch_size`` counts requests. All give the same numbers up to float
+    rounding; ``scoring_method`` names the one that runs.
 
     Under a launcher the distinct contexts are split over the processes and the scores gathered, so every
     process returns them all (``parallel.py``).
